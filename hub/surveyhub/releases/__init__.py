@@ -1,0 +1,1 @@
+"""The release store: versioned survey releases on shared storage, and the readers and writers of their files."""
