@@ -1,1 +1,1 @@
-"""The release store: versioned survey releases on shared storage, and the readers and writers of their files."""
+"""The release store: versioned survey releases on shared storage, and readers and writers of their files."""
