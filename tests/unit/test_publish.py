@@ -52,7 +52,8 @@ def test_published_versions_are_kept_unless_replaced(tmp_store: ReleaseStore) ->
         pub.commit(_manifest(public=True))
     version = tmp_store.version("DR1", "v1", set())
     assert version.manifest.policy.public
-    assert tmp_store.fs.exists(version.path("new.txt")) and not tmp_store.fs.exists(version.path("old.txt"))
+    assert tmp_store.fs.exists(version.path("new.txt"))
+    assert not tmp_store.fs.exists(version.path("old.txt"))
 
 
 def test_manifest_must_match_the_publication(tmp_store: ReleaseStore) -> None:
@@ -84,6 +85,7 @@ def test_publish_to_s3_shows_the_version_only_when_complete(s3_endpoint: str) ->
     assert url == "s3://releases-publish/store/DR1/v1"
     fresh = ReleaseStore("s3://releases-publish/store", storage_options=options)
     [version] = fresh.versions({"lamost-wg"})
-    assert version.key == "DR1/v1" and version.manifest.title == "t"
+    assert version.key == "DR1/v1"
+    assert version.manifest.title == "t"
     assert fresh.fs.cat(version.path("fits/20111024/a.fits.gz")) == b"abc"
     assert fresh.versions({"someone-else"}) == []

@@ -15,6 +15,7 @@ columns hold what builds a spectrum's file name, so finding a file by obsid read
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +32,19 @@ from hats.catalog.dataset.collection_properties import CollectionProperties
 from hats.io import file_io
 from hats.io.parquet_metadata import write_parquet_metadata
 from hats_import.catalog.file_readers import InputReader
+
+
+class _QuietCollectionLookups(logging.Filter):
+    """Drop hats' root-logger warning that it found a collection where it looked for a catalog.
+
+    hats logs it each time a collection path is opened, which is how every release catalog is opened.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "found collection" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_QuietCollectionLookups())
 
 #: Margin width for cross-matching: a few arcseconds more than any match radius users ask for.
 MARGIN_ARCSEC = 10.0
@@ -53,10 +67,10 @@ def dask_client(n_workers: int | None = None) -> Iterator[Any]:
     from dask.distributed import Client
 
     if n_workers and n_workers > 1:
-        client = Client(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     else:
         client = Client(
-            n_workers=1, threads_per_worker=os.cpu_count() or 2, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=os.cpu_count() or 2, processes=False, dashboard_address=":0"
         )
     try:
         yield client

@@ -11,8 +11,9 @@ hints at what they cannot see.
 >>> root = tempfile.mkdtemp()
 >>> store = ReleaseStore(root)
 >>> for version, policy in [("v0", Policy(groups=("wg",))), ("v2", Policy(public=True))]:
-...     _ = store.write_manifest(ReleaseManifest(release="DEMO", version=version, title="Demo", description="",
-...                                          policy=policy, acknowledgement=""))
+...     manifest = ReleaseManifest(release="DEMO", version=version, title="Demo", description="",
+...                                policy=policy, acknowledgement="")
+...     _ = store.write_manifest(manifest)
 >>> [v.key for v in store.versions(groups={"wg"})]
 ['DEMO/v0', 'DEMO/v2']
 >>> [v.key for v in store.versions(groups=set())]
@@ -247,7 +248,7 @@ class ReleaseVersion:
         return found
 
     def read_spectrum(self, obsid: int) -> Any:
-        """Read one spectrum of this version by obsid (see :func:`surveyhub.releases.spectrum.read_spectrum`)."""
+        """Read one spectrum of this version by obsid (see :func:`surveyhub.releases.read_spectrum`)."""
         from surveyhub.releases.spectrum import read_spectrum
 
         location = self.locate_spectrum(obsid)

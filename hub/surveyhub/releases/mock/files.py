@@ -82,6 +82,7 @@ def _meta(row: Mapping[str, Any], data_v: str) -> dict[str, Any]:
     meta["data_v"] = data_v
     meta["verspipe"] = "v2.9.8"
     meta["date_obs"] = f"{row['obsdate']}T14:{int(row['fiberid']) % 60:02d}:00"
+    meta["date"] = f"{row['obsdate']}T23:30:00"  # the file's creation time, fixed: a seed gives equal bytes
     return meta
 
 
@@ -191,27 +192,56 @@ class MockFileWriter:
     def write_mrs(self, rows: pd.DataFrame) -> np.ndarray:
         """Write the MRS (``med-``) files of ``rows``; returns their levels."""
         base = self.stagings[self.base]
-        jobs = []
-        for row in rows.to_dict("records"):
-            mrs = synthesize_mrs(
+        for start in range(0, len(rows), BATCH):
+            chunk = rows.iloc[start : start + BATCH]
+            arms = synthesize_mrs(
                 self.rng,
-                teff=float(row["_teff"]),
-                logg=float(row["_logg"]),
-                feh=float(row["_feh"]),
-                rv=float(row["_rv"]),
-                snr=float(row["snr_r"]),
-                n_exposures=int(row["nexp"]),
+                teff=chunk["_teff"].to_numpy(np.float64),
+                logg=chunk["_logg"].to_numpy(np.float64),
+                feh=chunk["_feh"].to_numpy(np.float64),
+                rv=chunk["_rv"].to_numpy(np.float64),
+                snr=chunk["snr_b"].to_numpy(np.float64),
+                n_exposures=chunk["nexp"].to_numpy(np.int64),
             )
-            rel = fits_relpath(
-                row["obsdate"], row["planid"], row["lmjd"], row["spid"], row["fiberid"], kind="MRS"
-            )
-            meta = _meta(row, f"LAMOST {self.release}") | {"class": "STAR", "objtype": "star"}
-            (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            jobs.append(
-                (write_mrs_fits, (base / rel, mrs.arms, mrs.exposures, meta), {}, rel, int(row["_level"]))
-            )
-            if len(jobs) >= BATCH:
-                self._write_all(jobs)
-                jobs = []
-        self._write_all(jobs)
+            jobs = []
+            for i, row in enumerate(chunk.to_dict("records")):
+                rel = fits_relpath(
+                    row["obsdate"], row["planid"], row["lmjd"], row["spid"], row["fiberid"], kind="MRS"
+                )
+                coadds, exposures = _mrs_parts(arms, i, int(row["lmjd"]), int(row["nexp"]))
+                meta = _meta(row, f"LAMOST {self.release}") | {"class": "STAR", "objtype": "star"}
+                (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                jobs.append(
+                    (write_mrs_fits, (base / rel, coadds, exposures, meta), {}, rel, int(row["_level"]))
+                )
+            self._write_all(jobs)
         return rows["_level"].to_numpy()
+
+
+def _mrs_parts(arms: Mapping[str, Any], i: int, lmjd: int, nexp: int) -> tuple[dict, dict]:
+    """Row ``i`` of a synthesised MRS batch as the coadd and exposure arrays the FITS writer takes.
+
+    Exposures are named by their local modified Julian minute, 20-minute exposures from 20:00 local time.
+    """
+    coadds: dict[str, dict[str, Any]] = {}
+    exposures: dict[str, dict[str, Any]] = {}
+    for name, arm in arms.items():
+        coadds[name] = {
+            "wavelength": arm.wavelength,
+            "flux": arm.flux[i],
+            "ivar": arm.ivar[i],
+            "andmask": arm.andmask[i],
+            "ormask": arm.ormask[i],
+            "meta": {"snr": float(np.median(arm.flux[i] * np.sqrt(arm.ivar[i])))},
+        }
+        for e in range(nexp):
+            lmjm = (lmjd - 1) * 1440 + 20 * 60 + 24 * e
+            exposures[f"{name}-{lmjm}"] = {
+                "wavelength": arm.wavelength,
+                "flux": arm.exposure_flux[i, e],
+                "ivar": arm.exposure_ivar[i, e],
+                "andmask": arm.exposure_pixmask[i, e],
+                "ormask": arm.exposure_pixmask[i, e],
+                "meta": {"lmjm": lmjm, "exptime": 1200},
+            }
+    return coadds, exposures

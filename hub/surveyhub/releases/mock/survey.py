@@ -171,6 +171,22 @@ def make_plates(
     )
 
 
+#: Below this many plates, versions nest by spectrograph instead of by plate (see :func:`_row_levels`).
+MIN_PLATES_FOR_DATE_LEVELS = 5
+
+
+def _row_levels(plates: Plates, p: np.ndarray, spid: np.ndarray) -> np.ndarray:
+    """The release level of each row: its plate's, or for tiny releases its spectrograph's.
+
+    A release of a handful of plates (tests, the 10,000-spectrum demo) would otherwise have v1 equal to v2;
+    nesting by spectrograph (1-10 public, 11-13 partners, 14-16 working group only: "still in validation")
+    keeps every version distinct so access rules show in every result.
+    """
+    if len(plates) >= MIN_PLATES_FOR_DATE_LEVELS:
+        return plates.level[p]
+    return np.select([spid <= 10, spid <= 13], [2, 1], 0).astype(np.int8)
+
+
 def _mk_subclass(teff: np.ndarray) -> np.ndarray:
     return _MK_TYPES[np.clip(np.searchsorted(_MK_EDGES, teff, side="right") - 1, 0, len(_MK_TYPES) - 1)]
 
@@ -199,7 +215,7 @@ def _plate_rows(rng: np.random.Generator, plates: Plates, which: np.ndarray) -> 
             "fiberid": fiberid,
             "ra": ra,
             "dec": dec,
-            "_level": plates.level[p],
+            "_level": _row_levels(plates, p, spid),
             "_brightness": plates.brightness[p],
         }
     )

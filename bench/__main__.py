@@ -1,0 +1,20 @@
+"""Run every benchmark: ``python -m bench [name ...]``."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import release_store
+
+BENCHMARKS = {"release_store": release_store.main}
+
+
+def main(argv: list[str]) -> int:
+    """Run the named benchmarks (all by default)."""
+    for name in argv or list(BENCHMARKS):
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
