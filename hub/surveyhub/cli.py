@@ -89,8 +89,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     root = home / "store"
     store = ReleaseStore(str(root))
     if not store.versions({"lamost-wg"}):
-        print(f"Building the demo release ({DEMO_ROWS:,} spectra with FITS files) in {root} ...")
-        build_mock_release(str(root), "DEMO", DEMO_ROWS, seed=42)
+        print(f"Building the demo release ({args.demo_rows:,} spectra with FITS files) in {root} ...")
+        build_mock_release(str(root), "DEMO", args.demo_rows, seed=42)
+    else:
+        print(f"Reusing the release store in {root}")
     print(f"Release store: {root}")
     for v in store.versions({"lamost-wg"}):
         print(f"  {v.key:10} {v.manifest.policy.describe():36} {v.url()}")
@@ -108,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the platform on the embedded default")
     up.add_argument("--home", default=str(DEFAULT_HOME), help="state folder (default: %(default)s)")
+    up.add_argument(
+        "--demo-rows", type=int, default=DEMO_ROWS, help="spectra in the demo (default: %(default)s)"
+    )
     up.set_defaults(func=_cmd_up)
 
     release = sub.add_parser("release", help="manage the release store").add_subparsers(

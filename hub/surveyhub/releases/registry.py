@@ -36,6 +36,7 @@ from typing import Any
 import fsspec
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
+from upath import UPath
 
 from surveyhub.releases.layout import CATALOGS_DIR, fits_relpath
 from surveyhub.releases.manifest import MANIFEST_NAME, ManifestError, ReleaseManifest
@@ -86,6 +87,10 @@ class ReleaseStore:
     def url_of(self, *parts: str) -> str:
         """A full URL (with protocol) for a path inside the store, for lsdb and other fsspec users."""
         return self.fs.unstrip_protocol(self.path(*parts))
+
+    def upath(self, url: str) -> UPath:
+        """A universal-pathlib path carrying the store's filesystem options (how hats and lsdb take them)."""
+        return UPath(url, **self.storage_options)
 
     def _all_versions(self) -> list[ReleaseVersion]:
         found: list[ReleaseVersion] = []
@@ -203,7 +208,7 @@ class ReleaseVersion:
         """Open catalog ``name`` lazily as an ``lsdb`` catalog (with its margin cache and index)."""
         import lsdb
 
-        return lsdb.open_catalog(self.catalog_url(name), storage_options=self.store.storage_options, **kwargs)
+        return lsdb.open_catalog(self.store.upath(self.catalog_url(name)), **kwargs)
 
     def open_spectra(self, **kwargs: Any) -> Any:
         """Open the columnar spectra store lazily as an ``lsdb`` catalog (arrays on the common grid)."""

@@ -143,19 +143,21 @@ def build_mock_release(
     chunk_rows: int = 250_000,
     workers: int | None = None,
     replace: bool = False,
+    storage_options: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Write release ``release`` with versions v0, v1, v2 under store ``root``; returns version -> URL.
 
     ``rows`` LRS spectra in v0 (v1 and v2 hold the older plates' subsets), ``mrs_fraction`` as many MRS
     spectra, FITS files for the first ``fits_files`` rows of each of the LRS and MRS catalogs (all by
-    default) and the columnar store for the LRS rows that have files.
+    default) and the columnar store for the LRS rows that have files. ``storage_options`` configure the
+    store's fsspec filesystem (for ``s3://`` roots: endpoint, keys).
     """
     if rows < 1:
         raise ValueError("rows must be at least 1")
     if fits_files is not None and fits_files < 0:
         raise ValueError("fits_files must be 0 or more")
-    store = ReleaseStore(root)
+    store = ReleaseStore(root, storage_options)
     # Separate streams, so the catalogs do not depend on how many spectra get files.
     rng, spectra_rng, gaia_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     n_mrs = max(round(rows * mrs_fraction), 1) if mrs_fraction > 0 else 0

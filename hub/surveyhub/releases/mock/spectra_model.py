@@ -66,6 +66,7 @@ __all__ = [
     "LRSBatch",
     "MRSArm",
     "PixelMask",
+    "air_to_vacuum",
     "synthesize_lrs",
     "synthesize_mrs",
 ]
@@ -285,26 +286,39 @@ class _Templates:
             return np.zeros((0, npix), dtype=np.float32)
         m = self.data.shape[1]
         base = (obs_loglam - self.log0) / self.dlog
-        shift = np.log10(1.0 + z) / self.dlog
-        lo = int(np.floor(base[0] - shift.max())) - 1
-        hi = int(np.ceil(base[-1] - shift.min())) + 2
-        lo_c, hi_c = max(lo, 0), min(hi, m)
+        shift = np.log10(1.0 + np.asarray(z, dtype=np.float64)) / self.dlog
+        lo = max(int(np.floor(base[0] - shift.max())) - 1, 0)
+        hi = min(int(np.ceil(base[-1] - shift.min())) + 2, m)
         out = np.zeros((n, npix), dtype=np.float32)
-        if hi_c - lo_c < 2:
+        if hi - lo < 2:
             return out
-        rows = self.data[self.index(names), lo_c:hi_c]
-        amp = weights.astype(np.float32) @ rows  # (n, w)
-        pos = base[None, :] - shift[:, None] - lo_c
+        width = hi - lo
+        amp = weights.astype(np.float32) @ self.data[self.index(names), lo:hi]  # (n, width)
+        flat = amp.ravel()
+        step = np.diff(base)
+        start = base[0] - shift - lo
+        first = np.floor(start).astype(np.intp)
+        if np.allclose(step, 1.0, atol=1e-6) and first.min() >= 0 and first.max() + npix < width:
+            # The observed grid has the templates' log step (the LRS and MRS grids do): every pixel of a
+            # row shares the same fractional offset, and the gather is a contiguous slice per row.
+            frac = (start - first).astype(np.float32)[:, None]
+            idx = (np.arange(n) * width + first)[:, None] + np.arange(npix)[None, :]
+            left = np.take(flat, idx)
+            idx += 1
+            right = np.take(flat, idx)
+            right -= left
+            right *= frac
+            left += right
+            return left
+        pos = base[None, :] - shift[:, None] - lo
         i0 = np.floor(pos)
-        frac = (pos - i0).astype(np.float32)
+        frac2 = (pos - i0).astype(np.float32)
         i0 = i0.astype(np.intp)
-        width = hi_c - lo_c
         valid = (i0 >= 0) & (i0 < width - 1)
-        i0c = np.clip(i0, 0, width - 2)
-        left = np.take_along_axis(amp, i0c, axis=1)
-        right = np.take_along_axis(amp, i0c + 1, axis=1)
-        np.multiply(left, 1.0 - frac, out=out)
-        out += right * frac
+        i0 = np.clip(i0, 0, width - 2) + (np.arange(n) * width)[:, None]
+        left = np.take(flat, i0)
+        right = np.take(flat, i0 + 1)
+        out = left + (right - left) * frac2
         out[~valid] = 0.0
         return out
 
@@ -631,9 +645,8 @@ class _Frame:
     gweight_fnu: F64  # weights turning f_lambda into mean f_nu over g (AB magnitudes)
     gslice: slice  # the g-band (4000-5500 A) pixels where snrg is measured
     sky_cols: npt.NDArray[np.intp]  # columns touched by sky lines
-    legendre: F32  # (3, npix) P1..P3 over the window, for calibration residuals
-    dichroic: F32
-    blue_droop: F32
+    tell_cols: npt.NDArray[np.intp]  # columns with telluric absorption
+    calib_basis: F32  # (5, npix): Legendre P1..P3, dichroic step, blue droop (calibration residuals)
 
 
 def _make_frame(wave: F64) -> _Frame:
@@ -665,7 +678,15 @@ def _make_frame(wave: F64) -> _Frame:
     dlam = np.gradient(lam)
     gweight = resp * lam * dlam / np.sum(resp * 2.99792458e18 / lam * dlam)
     x = (lam - 0.5 * (lam[0] + lam[-1])) / (0.5 * (lam[-1] - lam[0]))
-    leg = np.stack([x, 0.5 * (3 * x**2 - 1), 0.5 * (5 * x**3 - 3 * x)])
+    calib_basis = np.stack(
+        [
+            x,
+            0.5 * (3 * x**2 - 1),
+            0.5 * (5 * x**3 - 3 * x),
+            np.tanh((lam - 5850.0) / 25.0),
+            _sigmoid((3900.0 - lam) / 60.0),
+        ]
+    )
     f32 = np.float32
     return _Frame(
         wavelength=lam,
@@ -679,9 +700,8 @@ def _make_frame(wave: F64) -> _Frame:
         gweight_fnu=gweight,
         gslice=gslice,
         sky_cols=sky_cols,
-        legendre=leg.astype(f32),
-        dichroic=np.tanh((lam - 5850.0) / 25.0).astype(f32),
-        blue_droop=_sigmoid((3900.0 - lam) / 60.0).astype(f32),
+        tell_cols=np.flatnonzero(tell > 1e-4),
+        calib_basis=calib_basis.astype(f32),
     )
 
 
@@ -858,19 +878,16 @@ def _galaxies(rng: np.random.Generator, frame: _Frame, z: F64, subclass: npt.Arr
     log_o3 = np.where(agn, 0.45 + 0.6 * u[:, 4], 0.61 / (log_n2 - 0.05) + 1.3 - 0.1 - 0.5 * u[:, 4])
     log_o3 = np.clip(log_o3, -1.0, 1.2)
 
-    def cont_at(lam_rest: F64) -> F64:
-        lam_rest = np.asarray(lam_rest, dtype=np.float64)
-        shape2 = lam_rest.ndim == 2
-        lr = lam_rest if shape2 else np.broadcast_to(lam_rest, (n, lam_rest.shape[-1]))
-        old = _planck_shape(lr[0] if not shape2 else lr, np.full(n, 4600.0)) if not shape2 else None
-        if old is None:  # per-row rest wavelengths
-            x = np.minimum(HC_K / (lr * 4600.0), 80.0)
-            old = (5500.0 / lr) ** 5 * (np.expm1(HC_K / (5500.0 * 4600.0)) / np.expm1(x))
-        old = (
-            old
-            * (1.0 - 0.42 * _sigmoid((4000.0 - lr) / 22.0))
-            * (1.0 - 0.5 * _sigmoid((2900.0 - lr) / 200.0))
-        )
+    def cont_at(lr: F64) -> F64:
+        """Each galaxy's continuum at its rest wavelengths ``lr`` (shape ``(n, k)``), 1 near 5500 A.
+
+        Old light: a 4600 K Planck curve with the 4000 A break (Ca II H&K and metal blanketing) and a
+        UV fall-off; young light: a blue power law with a small Balmer break.
+        """
+        x = np.minimum(HC_K / (lr * 4600.0), 80.0)
+        old = (5500.0 / lr) ** 5 * (np.expm1(HC_K / (5500.0 * 4600.0)) / np.expm1(x))
+        old *= 1.0 - 0.42 * _sigmoid((4000.0 - lr) / 22.0)
+        old *= 1.0 - 0.5 * _sigmoid((2900.0 - lr) / 200.0)
         young = (lr / 5500.0) ** -2.2 * (1.0 - 0.3 * _sigmoid((3646.0 - lr) / 15.0))
         return (1.0 - f_young[:, None]) * old + f_young[:, None] * young
 
@@ -886,7 +903,7 @@ def _galaxies(rng: np.random.Generator, frame: _Frame, z: F64, subclass: npt.Arr
     # Emission line fluxes from EW(H-alpha) x continuum and the line ratios.
     centers = {name: lines[0][0] for name, lines in _GAL_EMISSION.items()}
     names = list(centers)
-    c_lines = cont_at(np.array([centers[k] for k in names])[None, :].repeat(n, 0))
+    c_lines = cont_at(np.broadcast_to(np.array([centers[k] for k in names]), (n, len(names))))
     ha = ew_ha * c_lines[:, names.index("em_halpha")]
     hb = ha / decrement
     flux = {
@@ -971,21 +988,20 @@ def _unknowns(rng: np.random.Generator, frame: _Frame, z: F64) -> tuple[F32, F32
 
 def _bad_runs(
     rng: np.random.Generator, n: int, npix: int, rate: float, max_len: int, margin: int
-) -> npt.NDArray[np.bool_]:
-    """Random runs of 1..max_len pixels (Poisson ``rate`` per spectrum), as a boolean (n, npix) mask."""
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Random runs of 1..max_len pixels (Poisson ``rate`` per spectrum) as (row, column) index arrays.
+
+    Runs keep ``margin`` pixels away from both ends (the red end has its own zero-filled tail).
+    """
     counts = rng.poisson(rate, n)
     total = int(counts.sum())
-    mask = np.zeros((n, npix), dtype=bool)
-    if total == 0:
-        return mask
     rows = np.repeat(np.arange(n), counts)
     starts = rng.integers(margin, npix - margin - max_len, total)
     lengths = rng.integers(1, max_len + 1, total)
     offs = np.arange(max_len)
-    cols = starts[:, None] + offs[None, :]
     keep = offs[None, :] < lengths[:, None]
-    mask[np.broadcast_to(rows[:, None], cols.shape)[keep], cols[keep]] = True
-    return mask
+    cols = (starts[:, None] + offs[None, :])[keep]
+    return np.broadcast_to(rows[:, None], keep.shape)[keep], cols
 
 
 def synthesize_lrs(
@@ -1048,16 +1064,19 @@ def synthesize_lrs(
         model[unk], cont[unk] = _unknowns(rng, frame, z_a[unk])
 
     # Relative flux-calibration residuals: low-order terms, a step at the dichroic join, a blue droop.
-    cal_sigma = np.where(unk, 0.08, 0.03)
-    coeff = (rng.standard_normal((n, 3)) * cal_sigma[:, None]).astype(np.float32)
-    calib = 1.0 + coeff @ frame.legendre
-    calib += rng.normal(0.0, 0.012, n).astype(np.float32)[:, None] * frame.dichroic[None, :]
-    calib -= rng.uniform(0.0, 0.2, n).astype(np.float32)[:, None] * frame.blue_droop[None, :]
+    coeff = np.empty((n, 5), dtype=np.float32)
+    coeff[:, :3] = rng.standard_normal((n, 3)) * np.where(unk, 0.08, 0.03)[:, None]
+    coeff[:, 3] = rng.normal(0.0, 0.012, n)
+    coeff[:, 4] = -rng.uniform(0.0, 0.2, n)
+    calib = coeff @ frame.calib_basis
+    calib += 1.0
     np.maximum(calib, 0.3, out=calib)
     model *= calib
     cont *= calib
+    # Telluric absorption (O2 A/B bands, H2O) in the observed frame, deeper at higher airmass.
     airmass = rng.uniform(1.0, 1.6, n).astype(np.float32)
-    model *= np.exp(-airmass[:, None] * frame.telluric[None, :])
+    tc = frame.tell_cols
+    model[:, tc] *= np.exp(-airmass[:, None] * frame.telluric[None, tc])
 
     # Flux scale from the synthetic g magnitude (AB) of the model.
     fnu = (model @ frame.gweight_fnu.astype(np.float32)).astype(np.float64) * 1e-17
@@ -1082,6 +1101,11 @@ def synthesize_lrs(
     var *= (1.0 / frame.eff)[None, :]
     gm = frame.gslice
     med = np.median(model[:, gm] / np.sqrt(var[:, gm]), axis=1)
+    # A spectrum with (almost) no g-band flux (a QSO beyond z~4 behind its Lyman limit) cannot meet an
+    # snrg: give it the exposure that makes the whole spectrum's median SNR snrg instead.
+    dark = np.flatnonzero(model[:, gm].mean(axis=1) < 0.02 * model.mean(axis=1))
+    if dark.size:
+        med[dark] = np.median(model[dark] / np.sqrt(var[dark]), axis=1)
     k = (snr_a / np.maximum(med, 1e-6)) ** 2
     var *= (1.0 / k).astype(np.float32)[:, None]
     # Sky-subtraction residuals: extra noise proportional to the sky-line flux, flagged BRIGHTSKY where
@@ -1095,24 +1119,27 @@ def synthesize_lrs(
     bright_and = is_line & (sky_c > 3.0 * obj)
 
     # Bad CCD columns: rejected in one exposure (ormask, ivar lower) or in all (andmask, ivar 0).
-    some_bad = _bad_runs(rng, n, npix, 1.0, 2, 10)
-    all_bad = _bad_runs(rng, n, npix, 0.6, 5, 10)
-    var *= 1.0 + np.float32(0.6) * some_bad
-    # The zero-filled red tail of real files.
+    some_r, some_c = _bad_runs(rng, n, npix, 1.0, 2, 10)
+    all_r, all_c = _bad_runs(rng, n, npix, 0.6, 5, 10)
+    var[some_r, some_c] *= 1.6
+    # The zero-filled red tail of real files: the last 5-40 pixels.
     ntail = rng.integers(5, 41, n)
-    tail = np.arange(npix)[None, :] >= (npix - ntail)[:, None]
-    andmask = all_bad * np.int32(PixelMask.BADCCD) | tail * np.int32(PixelMask.NODATA)
-    andmask[:, cols] |= bright_and * np.int32(PixelMask.BRIGHTSKY)
-    ormask = andmask | some_bad * np.int32(PixelMask.BADCCD)
+    tail = np.arange(npix - 40, npix)[None, :] >= (npix - ntail)[:, None]
+    andmask = np.zeros((n, npix), dtype=np.int32)
+    andmask[:, cols] = bright_and * np.int32(PixelMask.BRIGHTSKY)
+    andmask[all_r, all_c] |= PixelMask.BADCCD
+    andmask[:, -40:] |= tail * np.int32(PixelMask.NODATA)
+    ormask = andmask.copy()
     ormask[:, cols] |= bright_or * np.int32(PixelMask.BRIGHTSKY)
+    ormask[some_r, some_c] |= PixelMask.BADCCD
 
-    live = ~(all_bad | tail)
     flux = rng.standard_normal((n, npix), dtype=np.float32)
     flux *= np.sqrt(var)
     flux += model
-    flux *= live
     ivar = np.divide(1.0, var, out=var)
-    ivar *= live
+    for arr in (flux, ivar):
+        arr[all_r, all_c] = 0.0
+        arr[:, -40:] *= ~tail
     return LRSBatch(
         wavelength=lam,
         flux=flux.astype(np.float32, copy=False),
@@ -1203,6 +1230,13 @@ def _mrs_response(lam: F64, arm: str) -> F64:
 _MRS_SKY_AIR = {"B": _table("5197.90 0.03  5200.26 0.03"), "R": _table("6300.30 0.45  6363.78 0.15")}
 
 
+def _empty_mrs_arm(arm: str) -> MRSArm:
+    lam = mrs_wavelength(arm)
+    f2, i2 = np.zeros((0, lam.shape[0]), np.float32), np.zeros((0, lam.shape[0]), np.int32)
+    f3, i3 = np.zeros((0, 0, lam.shape[0]), np.float32), np.zeros((0, 0, lam.shape[0]), np.int32)
+    return MRSArm(arm, lam, f2, f2, i2, i2, f2, f3, f3, i3, np.zeros(0, np.int32))
+
+
 def synthesize_mrs(
     rng: np.random.Generator,
     *,
@@ -1238,7 +1272,9 @@ def synthesize_mrs(
     snr_a = np.where(_valid(snr_a, 0.0, 5000.0), snr_a, 20.0)
     nexp = np.broadcast_to(np.asarray(n_exposures, dtype=np.int64).reshape(-1), (n,))
     nexp = np.clip(nexp, 1, None).astype(np.int32)
-    nmax = int(nexp.max()) if n else 1
+    nmax = int(nexp.max()) if n else 0
+    if n == 0:
+        return {arm: _empty_mrs_arm(arm) for arm in ("B", "R")}
     z = rv_a / C_KMS
 
     bal = _balmer_strength(t)
@@ -1300,14 +1336,14 @@ def synthesize_mrs(
         sky_shape = (_mrs_response(lam, arm) * (1.0 + 30.0 * lines)).astype(np.float32)
         totals[arm] = counts[arm] + (sky_frac * level)[:, None] * sky_shape[None, :]
     # The exposures are computed compactly, one row per real exposure (row-major over (star, exposure),
-    # so a star's exposures are contiguous and the coadd is a segmented reduction), then padded.
+    # the order of ``array[valid_exp]``), then padded.
     owner = np.repeat(np.arange(n), nexp)
-    starts = np.concatenate([[0], np.cumsum(nexp)[:-1]]).astype(np.intp)
     ev = transp[valid_exp][:, None]
     rnv = rn[owner]
     # The median over every 3rd pixel is the median over all of them to well within a percent.
     sub_c, sub_t = counts["B"][:, ::3], totals["B"][:, ::3]
-    ivar1_b = np.add.reduceat(ev * ev / (ev * sub_t[owner] + rnv), starts, axis=0)
+    e = transp[:, :, None]  # 0 for padding exposures, which then add nothing
+    ivar1_b = (e * e / (e * sub_t[:, None, :] + rn[:, :, None])).sum(axis=1)
     snr1 = np.median(sub_c * np.sqrt(ivar1_b), axis=1)
     k = (snr_a / np.maximum(snr1, 1e-9)) ** 2
     kv = k.astype(np.float32)[owner][:, None]
@@ -1330,7 +1366,8 @@ def synthesize_mrs(
         flux *= sigma
         flux += flux_model[owner]
         # Bad CCD columns (every exposure of the star) and the unusable red tail.
-        bad = _bad_runs(rng, n, npix, 0.5, 4, 5)
+        bad = np.zeros((n, npix), dtype=bool)
+        bad[_bad_runs(rng, n, npix, 0.5, 4, 5)] = True
         ntail = rng.integers(20, 36, n)
         tail = np.arange(npix)[None, :] >= (npix - ntail)[:, None]
         common = (bad * np.int32(PixelMask.BADCCD)) | (tail * np.int32(PixelMask.NODATA))
@@ -1350,17 +1387,20 @@ def synthesize_mrs(
                 flux[r, c] += amp[sel] * sigma[r, c]
         iv *= (pixmask & reject) == 0
         flux *= ~(bad | tail)[owner]
+        # Pad to (n, max_exposures, npix); the reductions over axis 1 are the coadd. Padding masks start
+        # as all bits so that they drop out of the AND, then become 0.
         exp_flux = np.zeros((n, nmax, npix), dtype=np.float32)
         exp_ivar = np.zeros((n, nmax, npix), dtype=np.float32)
-        exp_mask = np.zeros((n, nmax, npix), dtype=np.int32)
+        exp_mask = np.full((n, nmax, npix), -1, dtype=np.int32)
         exp_flux[valid_exp] = flux
         exp_ivar[valid_exp] = iv
         exp_mask[valid_exp] = pixmask
-        wsum = np.add.reduceat(iv, starts, axis=0)
-        num = np.add.reduceat(np.multiply(iv, flux, out=flux), starts, axis=0)
+        andmask = np.bitwise_and.reduce(exp_mask, axis=1)
+        exp_mask[~valid_exp] = 0
+        ormask = np.bitwise_or.reduce(exp_mask, axis=1)
+        wsum = exp_ivar.sum(axis=1)
+        num = np.einsum("ijk,ijk->ik", exp_ivar, exp_flux)
         coadd = np.divide(num, wsum, out=np.zeros_like(wsum), where=wsum > 0)
-        ormask = np.bitwise_or.reduceat(pixmask, starts, axis=0)
-        andmask = np.bitwise_and.reduceat(pixmask, starts, axis=0)
         andmask[wsum == 0] |= PixelMask.NODATA
         ormask |= andmask
         result[arm] = MRSArm(
