@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from astropy.io.registry import IORegistryError
 
 from surveyhub.releases.columns import LRS_COLUMNS, MRS_COLUMNS, SPECTRA_COLUMNS, STELLAR_COLUMNS, Column
 from surveyhub.releases.grid import LRS_COEFF0, LRS_COEFF1, LRS_NPIX, lrs_wavelength
@@ -98,7 +99,7 @@ def read_catalog_file(path: str | Path) -> pd.DataFrame:
                 first = fh.readline()
             sep = "|" if first.count("|") > first.count(",") else ","
             df = pd.read_csv(path, sep=sep, low_memory=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, pd.errors.ParserError, IORegistryError) as exc:
         raise IngestRefused(f"catalog {path}: cannot be read: {exc}") from exc
     df.columns = [str(c).strip().lower() for c in df.columns]
     for col in df.columns:
