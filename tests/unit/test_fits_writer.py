@@ -21,9 +21,7 @@ from surveyhub.releases.fits_writer import (
 )
 from surveyhub.releases.grid import lrs_wavelength, mrs_wavelength
 from surveyhub.releases.spectrum import Spectrum, read_spectrum
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = REPO_ROOT.parent / "shared" / "data" / "lamost-samples"
+from tests.support import samples
 
 ARRAYS = ("wavelength", "flux", "ivar", "andmask", "ormask")
 #: Names the writer computes from what it writes, whatever ``meta`` says.
@@ -307,9 +305,7 @@ def test_cards_are_fits_fixed_format() -> None:
 
 
 def test_real_samples_survive_a_rewrite(tmp_path: Path) -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"LAMOST sample files not found at {SAMPLES} (they live outside the repository)")
-    for path in sorted(SAMPLES.glob("*.fits*")):
+    for path in sorted(samples.samples_dir().glob("*.fits*")):
         spec = read_spectrum(path)
         if spec.kind == "MRS":
             rewritten = [read_spectrum(write_mrs_fits(tmp_path / f"mrs-{path.name}", spec))]

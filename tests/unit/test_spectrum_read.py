@@ -18,15 +18,10 @@ from astropy.nddata import InverseVariance
 
 from surveyhub.releases.keywords import CORE_NAMES
 from surveyhub.releases.spectrum import Spectrum, SpectrumReadError, read_spectrum
+from tests.support import samples
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = REPO_ROOT.parent / "shared" / "data" / "lamost-samples"
-
-PILOT = "spec-55862-B6212_sp06-006.fits"
-DR7_LRS = "spec-58397-EG014118N254444M01_sp03-031.fits"
-DR9_LRS = "spec-55859-F5902_sp01-013_dr8.fits.gz"
-DR13_LRS = "spec-60591-LN042429N340750BM01_sp01-001.fits.gz"
-DR7_MRS = "med-58408-TD230151N343645T01_sp01-015.fits"
+PILOT, DR7_LRS, DR9_LRS = samples.DR1_PILOT, samples.DR7_IMAGE, samples.DR9_COADD
+DR13_LRS, DR7_MRS = samples.DR13_COADD, samples.DR7_MRS
 
 #: astropy warns about truncated files before the reader refuses them; expected where files are cut.
 ASTROPY_TRUNCATION_WARNINGS = "ignore::astropy.utils.exceptions.AstropyUserWarning"
@@ -43,10 +38,7 @@ EXPECTED = {
 
 def sample(name: str) -> Path:
     """The path of a sample file, or skip: the samples are not part of the repository."""
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"LAMOST sample files not found at {SAMPLES} (they live outside the repository)")
-    return path
+    return samples.samples_dir() / name
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
