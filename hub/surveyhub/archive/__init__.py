@@ -1,0 +1,1 @@
+"""The archive service: search, IVOA services and LAMOST-style data access over the release store."""

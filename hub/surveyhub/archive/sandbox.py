@@ -1,0 +1,127 @@
+"""DuckDB with no way out: the engine that runs user SQL over the tables a caller may read.
+
+One DuckDB database per engine is opened with external access disabled (no file, network or extension
+access: ``read_csv('/etc/passwd')``, ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD`` fail inside DuckDB) and its
+configuration locked (``SET`` cannot undo that). Tables reach it only as Arrow objects registered on a
+per-query cursor under names private to that query, so a query sees the relations its caller may read
+and nothing else. Every query has a time limit (DuckDB's ``interrupt``) and a row limit.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+LOCKED_CONFIG = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
+
+class QueryError(ValueError):
+    """The query cannot run: bad SQL for the engine, over its time limit, or refused."""
+
+
+class QueryTimeout(QueryError):
+    """The query ran longer than its time limit and was stopped."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A query's rows as Arrow batches, and whether more rows existed than the row limit allowed."""
+
+    table: pa.Table
+    overflow: bool
+
+
+class Sandbox:
+    """A locked-down DuckDB database; queries run on cursors with per-query registered relations."""
+
+    def __init__(self, threads: int = 2, memory_limit: str = "4GB") -> None:
+        config: dict[str, Any] = {"threads": threads, "memory_limit": memory_limit} | LOCKED_CONFIG
+        self._db = duckdb.connect(":memory:", config=config)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def cursor(
+        self, relations: Mapping[str, Any]
+    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, str]]]:
+        """A cursor with ``relations`` (Arrow tables or datasets) registered under private names.
+
+        Yields the cursor and the mapping from the given names to the private ones to put in SQL.
+        """
+        with self._lock:
+            cur = self._db.cursor()
+        private = {name: f"r_{uuid.uuid4().hex[:16]}_{i}" for i, name in enumerate(relations)}
+        try:
+            for name, obj in relations.items():
+                cur.register(private[name], obj)
+            yield cur, private
+        finally:
+            for name in private.values():
+                with suppress(duckdb.Error):
+                    cur.unregister(name)
+            cur.close()
+
+    def run(
+        self,
+        sql: str,
+        relations: Mapping[str, Any],
+        *,
+        params: list[Any] | None = None,
+        max_rows: int | None = None,
+        timeout_s: float = 30.0,
+        rename: bool = True,
+    ) -> QueryResult:
+        """Run ``sql`` (which names relations by the keys of ``relations`` in ``{braces}``) and fetch rows.
+
+        At most ``max_rows`` rows are returned; ``overflow`` says whether there were more.
+        """
+        with self.cursor(relations) as (cur, private):
+            text = sql.format(**private) if rename else sql
+            timer = threading.Timer(timeout_s, cur.interrupt)
+            timer.start()
+            try:
+                result = cur.execute(text, params or [])
+                reader = (
+                    result.to_arrow_reader(batch_size=65536) if hasattr(result, "to_arrow_reader") else None
+                )
+                if reader is None:  # pragma: no cover - older DuckDB
+                    reader = result.fetch_record_batch(65536)
+                batches: list[pa.RecordBatch] = []
+                rows = 0
+                overflow = False
+                for batch in reader:
+                    if max_rows is not None and rows + batch.num_rows > max_rows:
+                        batches.append(batch.slice(0, max_rows - rows))
+                        overflow = True
+                        break
+                    batches.append(batch)
+                    rows += batch.num_rows
+                table = pa.Table.from_batches(batches, schema=reader.schema)
+            except duckdb.InterruptException as exc:
+                raise QueryTimeout(
+                    f"the query ran longer than its limit of {timeout_s:g} s and was stopped"
+                ) from exc
+            except duckdb.Error as exc:
+                raise QueryError(_clean(str(exc), private)) from exc
+            finally:
+                timer.cancel()
+        return QueryResult(table, overflow)
+
+
+def _clean(message: str, private: Mapping[str, str]) -> str:
+    """DuckDB's message with our private relation names put back to the names the user wrote."""
+    for name, hidden in private.items():
+        message = message.replace(hidden, name)
+    return message.split("\n")[0]
