@@ -92,12 +92,7 @@ class Sandbox:
             timer = threading.Timer(timeout_s, cur.interrupt)
             timer.start()
             try:
-                result = cur.execute(text, params or [])
-                reader = (
-                    result.to_arrow_reader(batch_size=65536) if hasattr(result, "to_arrow_reader") else None
-                )
-                if reader is None:  # pragma: no cover - older DuckDB
-                    reader = result.fetch_record_batch(65536)
+                reader = cur.sql(text, params=params or None).to_arrow_reader(65536)
                 batches: list[pa.RecordBatch] = []
                 rows = 0
                 overflow = False
