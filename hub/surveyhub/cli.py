@@ -102,6 +102,28 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_archive(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from surveyhub.archive.engine import Limits
+    from surveyhub.archive.server import serve
+
+    limits = Limits(max_radius_deg=args.max_radius, timeout_s=args.timeout)
+    asyncio.run(
+        serve(
+            args.root,
+            port=args.port,
+            host=args.host,
+            base_url=args.base_url,
+            cache_dir=args.cache,
+            tokens_file=args.tokens,
+            allow_anonymous=args.allow_anonymous,
+            limits=limits,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(prog="surveyhub", description=__doc__.splitlines()[0].replace("``", ""))
@@ -114,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo-rows", type=int, default=DEMO_ROWS, help="spectra in the demo (default: %(default)s)"
     )
     up.set_defaults(func=_cmd_up)
+
+    archive = sub.add_parser("archive", help="run the archive service standalone (development)")
+    archive.add_argument("--root", required=True, help="store root: a path or an fsspec URL")
+    archive.add_argument("--port", type=int, default=8890)
+    archive.add_argument("--host", default="127.0.0.1")
+    archive.add_argument("--base-url", default="/")
+    archive.add_argument(
+        "--cache", default=str(DEFAULT_HOME / "archive-cache"), help="serving copies and plots"
+    )
+    archive.add_argument("--tokens", default=None, help="TOML file of development tokens, users and groups")
+    archive.add_argument(
+        "--allow-anonymous", action="store_true", help="anonymous callers read public versions"
+    )
+    archive.add_argument("--max-radius", type=float, default=10.0, help="largest cone, degrees")
+    archive.add_argument("--timeout", type=float, default=60.0, help="time limit of one query, seconds")
+    archive.set_defaults(func=_cmd_archive)
 
     release = sub.add_parser("release", help="manage the release store").add_subparsers(
         dest="action", required=True

@@ -1,0 +1,69 @@
+"""A real archive service process for tests (``surveyhub archive``), with two development users."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.support.s3 import _free_port
+
+#: Tokens of the two test users: alice is in the working group, bob only a partner.
+ALICE = "alice-token-0123456789"
+BOB = "bob-token-9876543210"
+
+
+def write_tokens(path: Path) -> Path:
+    """The tokens file the service reads."""
+    path.write_text(
+        f'[tokens.{ALICE}]\nuser = "alice"\ngroups = ["lamost-wg"]\n\n'
+        f'[tokens.{BOB}]\nuser = "bob"\ngroups = ["lamost-partners"]\n'
+    )
+    return path
+
+
+@contextmanager
+def archive_server(root: str, workdir: Path, *, allow_anonymous: bool = True) -> Iterator[str]:
+    """Start ``surveyhub archive`` on a free port; yields its base URL."""
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "surveyhub.cli",
+        "archive",
+        "--root",
+        root,
+        "--port",
+        str(port),
+        "--cache",
+        str(workdir / "cache"),
+        "--tokens",
+        str(write_tokens(workdir / "tokens.toml")),
+        "--max-radius",
+        "5",
+    ]
+    if allow_anonymous:
+        cmd.append("--allow-anonymous")
+    log = open(workdir / "archive.log", "wb")  # noqa: SIM115 - closed below, after the process ends
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(url + "api/releases", timeout=2)
+                break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((workdir / "archive.log").read_text()) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
