@@ -119,6 +119,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
             tokens_file=args.tokens,
             allow_anonymous=args.allow_anonymous,
             limits=limits,
+            database_url=args.db,
         )
     )
     return 0
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument(
         "--allow-anonymous", action="store_true", help="anonymous callers read public versions"
     )
+    archive.add_argument("--db", default=None, help="platform database URL (default: SQLite in the cache)")
     archive.add_argument("--max-radius", type=float, default=10.0, help="largest cone, degrees")
     archive.add_argument("--timeout", type=float, default=60.0, help="time limit of one query, seconds")
     archive.set_defaults(func=_cmd_archive)

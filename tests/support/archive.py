@@ -13,16 +13,18 @@ import requests
 
 from tests.support.s3 import _free_port
 
-#: Tokens of the two test users: alice is in the working group, bob only a partner.
+#: Tokens of the test users: alice is in the working group, bob only a partner, carol in both.
 ALICE = "alice-token-0123456789"
 BOB = "bob-token-9876543210"
+CAROL = "carol-token-5555555555"
 
 
 def write_tokens(path: Path) -> Path:
     """The tokens file the service reads."""
     path.write_text(
         f'[tokens.{ALICE}]\nuser = "alice"\ngroups = ["lamost-wg"]\n\n'
-        f'[tokens.{BOB}]\nuser = "bob"\ngroups = ["lamost-partners"]\n'
+        f'[tokens.{BOB}]\nuser = "bob"\ngroups = ["lamost-partners"]\n\n'
+        f'[tokens.{CAROL}]\nuser = "carol"\ngroups = ["lamost-wg", "lamost-partners"]\n'
     )
     return path
 

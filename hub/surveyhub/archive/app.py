@@ -25,6 +25,7 @@ import pyarrow as pa
 from tornado import web
 
 from surveyhub.archive import formats, spectrum_products
+from surveyhub.archive.database import PlatformDatabase
 from surveyhub.archive.engine import ArchiveEngine
 from surveyhub.archive.identity import Caller, Identity
 from surveyhub.archive.search import (
@@ -162,6 +163,16 @@ class SearchHandler(ArchiveHandler):
             result = await _in_thread(run_search, self.engine, v, req)
         except SearchError as exc:
             raise web.HTTPError(400, reason=str(exc)) from None
+        db = self.application.settings.get("database")
+        if db is not None and not self.caller.anonymous:
+            db.record_query(
+                self.caller.name,
+                "search",
+                {"catalog": result.catalog, **req.describe()},
+                release=release,
+                version=version,
+                rows=result.total,
+            )
         if fmt == "json":
             self.send_json(
                 {
@@ -428,8 +439,92 @@ class LamostConeSearchHandler(ConeSearchHandler):
         await super().get(release, version, arm)
 
 
+class LamostSqlHandler(ArchiveHandler):
+    """LAMOST's ``{dr}/{ver}/sql?sql=...&output.fmt=`` with its own table names (combined, med_combined)."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        fmt = self.get_query_argument("output.fmt", "votable")
+        self.set_header("Content-Type", formats.error_content_type(fmt))
+        self.finish(formats.error_document(self._reason or "error", fmt))
+
+    async def get(self, release: str, version: str) -> None:
+        from surveyhub.archive.tap import LAMOST_TABLES, TapError, run_query, schema_name
+
+        v = self.readable(release, version)
+        sql = self.get_query_argument("sql", None)
+        fmt = self.get_query_argument("output.fmt", "votable")
+        if not sql:
+            raise web.HTTPError(400, reason="sql: missing")
+        schema = schema_name(v)
+        aliases = {name: f"{schema}.{target}" for name, target in LAMOST_TABLES.items()}
+        try:
+            formats.output_format(fmt)
+            result = await _in_thread(
+                lambda: run_query(self.engine, sql, self.caller.groups, restrict_to=v, aliases=aliases)
+            )
+        except (TapError, formats.FormatError) as exc:
+            raise web.HTTPError(400, reason=str(exc)) from None
+        self.set_header("Content-Type", formats.content_type(fmt))
+        table = result.table
+        await self.stream(
+            formats.stream_result(
+                table.to_batches(), table.schema, result.columns, fmt, overflow=result.overflow
+            )
+        )
+
+
+class HistoryHandler(ArchiveHandler):
+    """``api/history``: the caller's searches and queries, and those their teams shared."""
+
+    async def get(self) -> None:
+        db = self.application.settings["database"]
+        if self.caller.anonymous:
+            self.send_json({"history": []})
+            return
+        records = db.history(self.caller.name, self.caller.groups)
+        self.send_json({"history": [_record_json(r) for r in records]})
+
+
+class ShareHandler(ArchiveHandler):
+    """``POST api/history/{id}/share?team=T``: share one of your queries with a team you are in."""
+
+    async def post(self, record_id: str) -> None:
+        db = self.application.settings["database"]
+        team = self.get_query_argument("team", "")
+        if self.caller.anonymous:
+            raise web.HTTPError(401, reason="log in to keep a history")
+        try:
+            record = db.share(self.caller.name, record_id, team, self.caller.groups)
+        except PermissionError as exc:
+            raise web.HTTPError(403, reason=str(exc)) from None
+        except KeyError as exc:
+            raise web.HTTPError(404, reason=str(exc.args[0])) from None
+        self.send_json(_record_json(record))
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "owner": record.owner,
+        "kind": record.kind,
+        "release": record.release,
+        "version": record.version,
+        "query": record.query,
+        "started": record.started.isoformat(),
+        "duration_s": record.duration_s,
+        "rows": record.rows,
+        "status": record.status,
+        "shared_with": record.shared_with or [],
+    }
+
+
 def make_app(
-    engine: ArchiveEngine, identity: Identity, *, base_url: str = "/", cache_dir: Path | None = None
+    engine: ArchiveEngine,
+    identity: Identity,
+    *,
+    base_url: str = "/",
+    cache_dir: Path | None = None,
+    database: PlatformDatabase | None = None,
 ) -> web.Application:
     """The tornado application of the archive under ``base_url`` (``/services/archive/`` under the hub)."""
     base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
@@ -445,8 +540,23 @@ def make_app(
         (rf"{base}{name}/{name}/(lrs|mrs)/spectrum/(fits|png|fits2csv|info)", LamostSpectrumHandler),
         (rf"{base}{name}/{name}/(lrs|mrs)/voservice/conesearch", LamostConeSearchHandler),
     ]
-    png_cache = spectrum_products.PngCache(Path(init["cache_dir"]) / "png")
-    return web.Application([(pattern, handler, init) for pattern, handler in routes], png_cache=png_cache)
+    from surveyhub.archive.tap_service import JobRunner, tap_routes
+
+    cache = Path(init["cache_dir"])
+    cache.mkdir(parents=True, exist_ok=True)
+    database = database or PlatformDatabase.connect(f"sqlite:///{cache / 'archive.sqlite'}")
+    routes += [
+        (rf"{base}{name}/{name}/sql", LamostSqlHandler),
+        (rf"{base}api/history", HistoryHandler),
+        (rf"{base}api/history/([0-9a-f]{{32}})/share", ShareHandler),
+    ]
+    handlers = [(pattern, handler, init) for pattern, handler in routes] + tap_routes(base, init)
+    return web.Application(
+        handlers,
+        png_cache=spectrum_products.PngCache(cache / "png"),
+        database=database,
+        job_runner=JobRunner(engine, database, cache / "tap-results"),
+    )
 
 
 __all__ = ["make_app"]

@@ -73,6 +73,62 @@ class Sandbox:
                     cur.unregister(name)
             cur.close()
 
+    def execute(
+        self,
+        sql: str,
+        relations: Mapping[str, Any],
+        *,
+        params: list[Any] | None = None,
+        max_rows: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> QueryResult:
+        """Run ``sql`` that names relations exactly as the keys of ``relations`` (already private names).
+
+        For SQL produced by the ADQL translator, whose relation names are chosen per query and unknown to
+        the user; the SQL text is used as it is (no formatting: user literals may contain braces).
+        """
+        with self._lock:
+            cur = self._db.cursor()
+        try:
+            for name, obj in relations.items():
+                cur.register(name, obj)
+            return self._fetch(cur, sql, params, max_rows, timeout_s, {})
+        finally:
+            cur.close()
+
+    def _fetch(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        text: str,
+        params: list[Any] | None,
+        max_rows: int | None,
+        timeout_s: float,
+        private: Mapping[str, str],
+    ) -> QueryResult:
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timer.start()
+        try:
+            reader = cur.sql(text, params=params or None).to_arrow_reader(65536)
+            batches: list[pa.RecordBatch] = []
+            rows = 0
+            overflow = False
+            for batch in reader:
+                if max_rows is not None and rows + batch.num_rows > max_rows:
+                    batches.append(batch.slice(0, max_rows - rows))
+                    overflow = True
+                    break
+                batches.append(batch)
+                rows += batch.num_rows
+            return QueryResult(pa.Table.from_batches(batches, schema=reader.schema), overflow)
+        except duckdb.InterruptException as exc:
+            raise QueryTimeout(
+                f"the query ran longer than its limit of {timeout_s:g} s and was stopped"
+            ) from exc
+        except duckdb.Error as exc:
+            raise QueryError(_clean(str(exc), private)) from exc
+        finally:
+            timer.cancel()
+
     def run(
         self,
         sql: str,
@@ -89,30 +145,7 @@ class Sandbox:
         """
         with self.cursor(relations) as (cur, private):
             text = sql.format(**private) if rename else sql
-            timer = threading.Timer(timeout_s, cur.interrupt)
-            timer.start()
-            try:
-                reader = cur.sql(text, params=params or None).to_arrow_reader(65536)
-                batches: list[pa.RecordBatch] = []
-                rows = 0
-                overflow = False
-                for batch in reader:
-                    if max_rows is not None and rows + batch.num_rows > max_rows:
-                        batches.append(batch.slice(0, max_rows - rows))
-                        overflow = True
-                        break
-                    batches.append(batch)
-                    rows += batch.num_rows
-                table = pa.Table.from_batches(batches, schema=reader.schema)
-            except duckdb.InterruptException as exc:
-                raise QueryTimeout(
-                    f"the query ran longer than its limit of {timeout_s:g} s and was stopped"
-                ) from exc
-            except duckdb.Error as exc:
-                raise QueryError(_clean(str(exc), private)) from exc
-            finally:
-                timer.cancel()
-        return QueryResult(table, overflow)
+            return self._fetch(cur, text, params, max_rows, timeout_s, private)
 
 
 def _clean(message: str, private: Mapping[str, str]) -> str:

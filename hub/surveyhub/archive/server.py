@@ -13,6 +13,7 @@ from pathlib import Path
 from tornado.httpserver import HTTPServer
 
 from surveyhub.archive.app import make_app
+from surveyhub.archive.database import PlatformDatabase
 from surveyhub.archive.engine import ArchiveEngine, Limits
 from surveyhub.archive.identity import AnonymousIdentity, Identity, StaticTokenIdentity
 from surveyhub.releases.registry import ReleaseStore
@@ -35,10 +36,12 @@ async def serve(
     tokens_file: str | None = None,
     allow_anonymous: bool = False,
     limits: Limits | None = None,
+    database_url: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM."""
     engine = ArchiveEngine(ReleaseStore(root), cache_dir, limits)
-    app = make_app(engine, build_identity(tokens_file, allow_anonymous), base_url=base_url)
+    database = PlatformDatabase.connect(database_url) if database_url else None
+    app = make_app(engine, build_identity(tokens_file, allow_anonymous), base_url=base_url, database=database)
     server = HTTPServer(app, xheaders=True)
     server.listen(port, address=host)
     stop = asyncio.Event()
