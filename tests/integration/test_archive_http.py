@@ -13,6 +13,7 @@ import requests
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io.votable import parse_single_table
+from astropy.time import Time
 
 from surveyhub.releases.registry import ReleaseStore
 from tests.support.archive import ALICE, BOB, archive_server
@@ -174,3 +175,56 @@ def test_lamost_conesearch_route_keeps_scripts_working(url: str, lrs: pd.DataFra
 def test_service_is_read_only(url: str, mock_store: ReleaseStore) -> None:
     assert requests.put(url + "api/DEMO/v0/search", data=b"x", timeout=10).status_code in (401, 405)
     assert Path(mock_store.path("DEMO", "v0", "release.toml")).exists()
+
+
+def test_simple_spectral_access_with_pyvo(url: str, lrs: pd.DataFrame) -> None:
+    import pyvo
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {ALICE}"
+    row = lrs.sort_values("obsid").iloc[11]  # the mock has files for its first rows by obsid
+    service = pyvo.dal.SSAService(url + "ssa/DEMO/v0", session=session)
+    results = service.search(pos=(row["ra"], row["dec"]), diameter=0.2)
+    sep = SkyCoord(lrs["ra"].to_numpy() * u.deg, lrs["dec"].to_numpy() * u.deg).separation(
+        SkyCoord(row["ra"] * u.deg, row["dec"] * u.deg)
+    )
+    assert {r["obsid"] for r in results} <= set(lrs["obsid"][sep.deg <= 0.1])
+    assert results[0]["obsid"] == row["obsid"]  # nearest first
+    for record in results:  # every row links to a file that is there (rows without files are left out)
+        fits = session.get(record.getdataurl(), timeout=60)
+        assert fits.status_code == 200
+        assert fits.content[:2] == b"\x1f\x8b"
+    mjd = int(row["mjd"])
+    later = Time([mjd + 1000, mjd + 2000], format="mjd")
+    none = service.search(pos=(row["ra"], row["dec"]), diameter=0.2, time=later)
+    assert (
+        len(
+            service.search(
+                pos=(row["ra"], row["dec"]), diameter=0.2, time=Time([mjd - 1, mjd + 1], format="mjd")
+            )
+        )
+        > 0
+    )
+    assert len(none) == 0
+    elsewhere = service.search(pos=(row["ra"], row["dec"]), diameter=0.2, band=(1e-5, 2e-5))
+    assert len(elsewhere) == 0
+    bad = session.get(url + "ssa/DEMO/v0", params={"POS": "here"}, timeout=60)
+    assert bad.status_code == 400
+    assert b'value="ERROR"' in bad.content
+
+
+def test_lamost_ssap_route_and_votlint(url: str, lrs: pd.DataFrame, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    row = lrs.sort_values("obsid").iloc[0]
+    response = _get(url + "DEMO/v2/lrs/voservice/ssap", None, pos=f"{row['ra']},{row['dec']}", size=0.3)
+    assert response.status_code == 200
+    path = tmp_path / "ssa.vot"
+    path.write_bytes(response.content)
+    if shutil.which("stilts") is None:
+        pytest.fail("STILTS is not installed: `make test` installs it (apt-get install stilts)")
+    lint = subprocess.run(
+        ["stilts", "votlint", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "ERROR" not in lint.stdout + lint.stderr

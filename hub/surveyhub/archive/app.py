@@ -550,9 +550,16 @@ def make_app(
         (rf"{base}api/history", HistoryHandler),
         (rf"{base}api/history/([0-9a-f]{{32}})/share", ShareHandler),
     ]
+    from surveyhub.archive.ssa import LamostSsaHandler, SsaHandler
+
+    routes += [
+        (rf"{base}ssa/{name}/{name}", SsaHandler),
+        (rf"{base}{name}/{name}/(lrs|mrs)/voservice/ssap", LamostSsaHandler),
+    ]
     handlers = [(pattern, handler, init) for pattern, handler in routes] + tap_routes(base, init)
     return web.Application(
         handlers,
+        base_url=base,
         png_cache=spectrum_products.PngCache(cache / "png"),
         database=database,
         job_runner=JobRunner(engine, database, cache / "tap-results"),

@@ -130,6 +130,7 @@ class ColumnMeta:
     ucd: str = ""
     description: str = ""
     datatype: str | None = None
+    utype: str = ""  # data-model role, e.g. SSA's "ssa:Access.Reference" (VOTable FIELD utype)
 
     @classmethod
     def of(cls, column: ColumnMeta | ColumnLike | Mapping[str, Any] | str) -> ColumnMeta:
@@ -151,6 +152,7 @@ class ColumnMeta:
             ucd=get("ucd") or "",
             description=get("description") or "",
             datatype=get("datatype") or None,
+            utype=get("utype") or "",
         )
 
 
@@ -203,6 +205,7 @@ class _Field:
     arraysize: str | None
     xtype: str | None
     convert: Callable[[pa.Array], pa.Array]
+    utype: str = ""
 
     @property
     def element_type(self) -> pa.DataType:
@@ -305,7 +308,13 @@ def _plan_field(field: pa.Field, meta: ColumnMeta) -> _Field:
             return inner.convert(arr.dictionary_decode() if isinstance(arr, pa.DictionaryArray) else arr)
 
         return replace(inner, convert=decode)
-    doc = {"name": meta.name, "unit": meta.unit, "ucd": meta.ucd, "description": meta.description}
+    doc = {
+        "name": meta.name,
+        "unit": meta.unit,
+        "ucd": meta.ucd,
+        "description": meta.description,
+        "utype": meta.utype,
+    }
     hint = meta.datatype
     scalar = _scalar_target(t)
     if scalar is not None:
@@ -809,7 +818,7 @@ def _field_xml(f: _Field) -> str:
     attrs = f"name={_xml_attr(f.name)} datatype={_xml_attr(f.datatype)}"
     if f.arraysize is not None:
         attrs += f" arraysize={_xml_attr(f.arraysize)}"
-    for key in ("unit", "ucd", "xtype"):
+    for key in ("unit", "ucd", "utype", "xtype"):
         value = getattr(f, key)
         if value:
             attrs += f" {key}={_xml_attr(value)}"
