@@ -9,6 +9,9 @@ start, and finished results stay.
 from __future__ import annotations
 
 import json
+import queue
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +78,10 @@ class PlatformDatabase:
 
     engine: Engine
 
+    def __post_init__(self) -> None:
+        self._queue: queue.SimpleQueue[QueryRecord] = queue.SimpleQueue()
+        threading.Thread(target=self._drain, name="history-writer", daemon=True).start()
+
     @classmethod
     def connect(cls, url: str) -> PlatformDatabase:
         """Open (and create the tables of) the database at ``url`` (``sqlite:///path``, ``postgresql://...``)."""
@@ -87,6 +94,41 @@ class PlatformDatabase:
         return Session(self.engine, expire_on_commit=False)
 
     # --- history -------------------------------------------------------------------------------------
+
+    def record_later(self, owner: str, kind: str, query: str | dict[str, Any], **fields: Any) -> None:
+        """Queue a history record; a background thread commits queued records in batches.
+
+        A commit costs milliseconds (an fsync on SQLite); searches answered in one must not wait for it.
+        """
+        text = query if isinstance(query, str) else json.dumps(query, sort_keys=True)
+        self._queue.put(
+            QueryRecord(
+                id=uuid.uuid4().hex,
+                owner=owner,
+                kind=kind,
+                query=text,
+                started=utcnow(),
+                shared_with=[],
+                status=fields.pop("status", "OK"),
+                **fields,
+            )
+        )
+
+    def _drain(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            time.sleep(0.2)
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            with self.session() as s, s.begin():
+                s.add_all(batch)
+
+    def flush_history(self, timeout: float = 5.0) -> None:
+        """Wait until queued history records are committed (tests, and reading right after writing)."""
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
 
     def record_query(
         self,
@@ -120,6 +162,7 @@ class PlatformDatabase:
 
     def history(self, owner: str, teams: Iterable[str] = (), limit: int = 200) -> list[QueryRecord]:
         """The owner's queries and those shared with any of ``teams``, newest first."""
+        self.flush_history()
         teams = set(teams)
         with self.session() as s:
             mine = list(s.scalars(select(QueryRecord).where(QueryRecord.owner == owner)))

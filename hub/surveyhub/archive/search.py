@@ -281,7 +281,22 @@ def run_search(engine: ArchiveEngine, version: ReleaseVersion, req: SearchReques
         else:
             keep = np.isin(rows, by_id)
             rows, distance = rows[keep], distance[keep] if distance is not None else None
-    base = cat.table if rows is None else cat.take(rows)
+    # Only the columns the answer needs are gathered: the page's, the sort's and the conditions'.
+    needed = list(
+        dict.fromkeys(
+            [
+                *columns,
+                *(c for c, _ in req.sort),
+                *req.exact,
+                *req.ranges,
+                *req.snr_min,
+                *(["class"] if req.classes else []),
+                *(["subclass"] if req.subclass else []),
+            ]
+        )
+    )
+    needed = [c for c in needed if c != DISTANCE_COLUMN]
+    base = cat.table.select(needed) if rows is None else cat.take(rows, needed)
     if distance is not None:
         base = base.append_column(DISTANCE_COLUMN, pa.array(distance * 3600.0))
 

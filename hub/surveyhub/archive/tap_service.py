@@ -247,8 +247,8 @@ class SyncHandler(TapHandler):
     def record(self, query: str, kind: str, rows: int, duration: float) -> None:
         """Keep the query in the caller's history (named callers only)."""
         db: PlatformDatabase | None = self.application.settings.get("database")
-        if db is not None and not self.caller.anonymous:
-            db.record_query(_owner(self.caller), kind, query, rows=rows, duration_s=duration)
+        if db is not None and not self.caller.anonymous:  # off the request's path: a commit costs ms
+            db.record_later(_owner(self.caller), kind, query, rows=rows, duration_s=duration)
 
 
 class TablesHandler(TapHandler):

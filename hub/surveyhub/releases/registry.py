@@ -76,6 +76,9 @@ class ReleaseStore:
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self.root = self.root.rstrip("/")
+        # Parsed versions, keyed by name and checked against the manifest's modification stamp, so a service
+        # asking on every request parses each release.toml once (and again only when it is replaced).
+        self._versions: dict[tuple[str, str], tuple[Any, ReleaseVersion]] = {}
 
     def __repr__(self) -> str:
         return f"ReleaseStore({self.url!r})"
@@ -128,12 +131,28 @@ class ReleaseStore:
             check_name("version", version)
         except ValueError:
             raise VersionNotFound(f"no release version {release}/{version}") from None
-        candidate = ReleaseVersion(self, release, version)
-        if not self.fs.exists(candidate.path(MANIFEST_NAME)):
+        candidate = self._cached_version(release, version)
+        if candidate is None:
             raise VersionNotFound(f"no release version {release}/{version}")
         if not candidate.manifest.policy.allows(set(groups)):
             raise VersionNotFound(f"no release version {release}/{version}")
         return candidate
+
+    def _cached_version(self, release: str, version: str) -> ReleaseVersion | None:
+        """The version if its manifest exists, parsed once per manifest stamp (mtime, size or ETag)."""
+        path = self.path(release, version, MANIFEST_NAME)
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            self._versions.pop((release, version), None)
+            return None
+        stamp = (info.get("mtime") or info.get("LastModified") or info.get("ETag"), info.get("size"))
+        cached = self._versions.get((release, version))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = ReleaseVersion(self, release, version)
+        self._versions[(release, version)] = (stamp, found)
+        return found
 
     def write_manifest(self, manifest: ReleaseManifest, *, directory: str | None = None) -> str:
         """Write ``release.toml`` (into ``directory`` or the version's own folder); returns its path."""
