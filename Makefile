@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: up test lint format bench install system-deps clean
+.PHONY: up test lint format bench bench-deps install system-deps clean
 
 # Debian packages the tests use: STILTS (votlint, taplint) to validate what the archive serves.
 DEBIAN_PACKAGES := stilts
@@ -49,8 +49,19 @@ format: $(STAMP)
 test: lint system-deps
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache test-artifacts
+
+# The archive benchmark compares with PostgreSQL 15 + q3c (Debian packages), installed here when root.
+bench-deps:
+	@if [ ! -f /usr/share/postgresql/15/extension/q3c.control ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-15-q3c >/dev/null; \
+	  else \
+	    echo "make bench needs: apt-get update && apt-get install -y postgresql-15 postgresql-15-q3c"; exit 1; \
+	  fi; \
+	fi
