@@ -28,6 +28,7 @@ from surveyhub.archive import formats, spectrum_products
 from surveyhub.archive.database import PlatformDatabase
 from surveyhub.archive.engine import ArchiveEngine
 from surveyhub.archive.identity import Caller, Identity
+from surveyhub.archive.sandbox import QueryError
 from surveyhub.archive.search import (
     DISTANCE_COLUMN,
     SearchError,
@@ -79,6 +80,19 @@ class ArchiveHandler(web.RequestHandler):
     def send_json(self, payload: Any) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload, default=_json_default))
+
+    async def stream_pulled(self, chunks: Iterable[bytes]) -> None:
+        """Like :meth:`stream`, but each chunk is made in the thread pool (it may wait on a running query),
+        so the service answers others meanwhile."""
+        it = iter(chunks)
+        done = object()
+        try:
+            while (chunk := await _in_thread(next, it, done)) is not done:
+                self.write(chunk)
+                await self.flush()
+        except (QueryError, OSError) as exc:  # the document already says ERROR where its format can
+            self.log_exception(type(exc), exc, exc.__traceback__)
+        self.finish()
 
     async def stream(self, chunks: Iterable[bytes]) -> None:
         """Write chunks as they come, flushing so the client receives them while later ones are made."""
@@ -448,7 +462,7 @@ class LamostSqlHandler(ArchiveHandler):
         self.finish(formats.error_document(self._reason or "error", fmt))
 
     async def get(self, release: str, version: str) -> None:
-        from surveyhub.archive.tap import LAMOST_TABLES, TapError, run_query, schema_name
+        from surveyhub.archive.tap import LAMOST_TABLES, TapError, open_query, schema_name
 
         v = self.readable(release, version)
         sql = self.get_query_argument("sql", None)
@@ -460,16 +474,14 @@ class LamostSqlHandler(ArchiveHandler):
         try:
             formats.output_format(fmt)
             result = await _in_thread(
-                lambda: run_query(self.engine, sql, self.caller.groups, restrict_to=v, aliases=aliases)
+                lambda: open_query(self.engine, sql, self.caller.groups, restrict_to=v, aliases=aliases)
             )
         except (TapError, formats.FormatError) as exc:
             raise web.HTTPError(400, reason=str(exc)) from None
         self.set_header("Content-Type", formats.content_type(fmt))
-        table = result.table
-        await self.stream(
-            formats.stream_result(
-                table.to_batches(), table.schema, result.columns, fmt, overflow=result.overflow
-            )
+        stream = result.stream
+        await self.stream_pulled(
+            formats.stream_result(stream, stream.schema, result.columns, fmt, overflow=stream.overflow)
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +96,37 @@ class Sandbox:
         finally:
             cur.close()
 
+    def open_stream(
+        self,
+        sql: str,
+        relations: Mapping[str, Any],
+        *,
+        names: Sequence[str] | None = None,
+        max_rows: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> ResultStream:
+        """Start ``sql`` (relations under the exact names given) and return its rows as a stream.
+
+        The rows are pulled batch by batch while the response is written, so a large result never sits
+        in memory whole; the cursor stays open until the stream is exhausted or closed.
+        """
+        with self._lock:
+            cur = self._db.cursor()
+        try:
+            for name, obj in relations.items():
+                cur.register(name, obj)
+            timer = threading.Timer(timeout_s, cur.interrupt)
+            timer.start()
+            reader = cur.sql(sql).to_arrow_reader(65536)
+        except duckdb.Error as exc:
+            cur.close()
+            if isinstance(exc, duckdb.InterruptException):
+                raise QueryTimeout(
+                    f"the query ran longer than its limit of {timeout_s:g} s and was stopped"
+                ) from exc
+            raise QueryError(_clean(str(exc), {})) from exc
+        return ResultStream(cur, reader, timer, max_rows, timeout_s, list(names) if names else None)
+
     def _fetch(
         self,
         cur: duckdb.DuckDBPyConnection,
@@ -146,6 +177,65 @@ class Sandbox:
         with self.cursor(relations) as (cur, private):
             text = sql.format(**private) if rename else sql
             return self._fetch(cur, text, params, max_rows, timeout_s, private)
+
+
+class ResultStream:
+    """Batches of a running query, at most ``max_rows`` rows; ``overflow()`` tells, once drained, if more
+    existed. Iterate it once; it closes its cursor at the end (or on :meth:`close`)."""
+
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        reader: pa.RecordBatchReader,
+        timer: threading.Timer,
+        max_rows: int | None,
+        timeout_s: float,
+        names: list[str] | None,
+    ) -> None:
+        self._cursor = cursor
+        self._reader = reader
+        self._timer = timer
+        self._max_rows = max_rows
+        self._timeout_s = timeout_s
+        self._overflow = False
+        self.rows = 0
+        self.schema = (
+            reader.schema
+            if names is None
+            else pa.schema([f.with_name(n) for f, n in zip(reader.schema, names, strict=True)])
+        )
+
+    def overflow(self) -> bool:
+        """Whether rows were left out because of the row limit (meaningful once the stream is drained)."""
+        return self._overflow
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in self._reader:
+                batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
+                if self._max_rows is not None and self.rows + batch.num_rows > self._max_rows:
+                    batch = batch.slice(0, self._max_rows - self.rows)
+                    self._overflow = True
+                    self.rows += batch.num_rows
+                    if batch.num_rows:
+                        yield batch
+                    return
+                self.rows += batch.num_rows
+                yield batch
+        except duckdb.InterruptException as exc:
+            raise QueryTimeout(
+                f"the query ran longer than its limit of {self._timeout_s:g} s and was stopped"
+            ) from exc
+        except duckdb.Error as exc:
+            raise QueryError(_clean(str(exc), {})) from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the query and free its cursor."""
+        self._timer.cancel()
+        with suppress(duckdb.Error):
+            self._cursor.close()
 
 
 def _clean(message: str, private: Mapping[str, str]) -> str:

@@ -26,7 +26,7 @@ from surveyhub.archive import adql
 from surveyhub.archive.engine import ArchiveEngine
 from surveyhub.archive.formats import ColumnMeta
 from surveyhub.archive.healpix_ranges import cone_ranges, polygon_ranges, rows_in_ranges
-from surveyhub.archive.sandbox import QueryError
+from surveyhub.archive.sandbox import QueryError, ResultStream
 from surveyhub.archive.serving import ServingCatalog
 from surveyhub.releases.registry import ReleaseVersion
 
@@ -325,17 +325,45 @@ def prepare(query: str, tables: Sequence[TapTable], *, aliases: Mapping[str, str
 
 
 @dataclass
-class TapResult:
-    """Rows of a TAP query and what happened."""
+class TapStream:
+    """A TAP query under way: its rows as a stream (see :class:`~surveyhub.archive.sandbox.ResultStream`)."""
 
-    table: pa.Table
+    stream: ResultStream
     columns: list[ColumnMeta]
-    overflow: bool
-    duration_s: float
     query: str
+    started: float
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds since the query started."""
+        return time.perf_counter() - self.started
 
 
-def run_query(
+def _tables_for(
+    engine: ArchiveEngine,
+    groups: Iterable[str],
+    uploads: Sequence[TapTable],
+    restrict_to: ReleaseVersion | None,
+) -> list[TapTable]:
+    tables = catalog_tables(engine, groups)
+    if restrict_to is not None:
+        tables = [t for t in tables if t.version is not None and t.version.key == restrict_to.key]
+    tables = tables + list(uploads)
+    return tables + tap_schema_tables(tables)
+
+
+def _check_maxrec(engine: ArchiveEngine, maxrec: int | None) -> int:
+    limit = engine.limits.max_rows
+    if maxrec is None:
+        return min(DEFAULT_MAXREC, limit)
+    if maxrec < 0:
+        raise TapError("MAXREC: must be 0 or more")
+    if maxrec > limit:
+        raise TapError(f"MAXREC: {maxrec} is above this service's limit of {limit} rows")
+    return maxrec
+
+
+def open_query(
     engine: ArchiveEngine,
     query: str,
     groups: Iterable[str],
@@ -344,27 +372,19 @@ def run_query(
     uploads: Sequence[TapTable] = (),
     aliases: Mapping[str, str] | None = None,
     restrict_to: ReleaseVersion | None = None,
-) -> TapResult:
-    """Run ADQL for a caller in ``groups``; ``maxrec`` rows at most (overflow flagged)."""
+) -> TapStream:
+    """Start ADQL for a caller in ``groups`` and return its rows as a stream (``maxrec`` at most)."""
     start = time.perf_counter()
-    limit = engine.limits.max_rows
-    if maxrec is None:
-        maxrec = min(DEFAULT_MAXREC, limit)
-    if maxrec < 0:
-        raise TapError("MAXREC: must be 0 or more")
-    if maxrec > limit:
-        raise TapError(f"MAXREC: {maxrec} is above this service's limit of {limit} rows")
-    tables = catalog_tables(engine, groups)
-    if restrict_to is not None:
-        tables = [t for t in tables if t.version is not None and t.version.key == restrict_to.key]
-    tables = tables + list(uploads)
-    tables = tables + tap_schema_tables(tables)
-    prepared = prepare(query, tables, aliases=aliases)
+    maxrec = _check_maxrec(engine, maxrec)
+    prepared = prepare(query, _tables_for(engine, groups, uploads, restrict_to), aliases=aliases)
     try:
-        result = engine.sandbox.execute(
-            prepared.translation.sql, prepared.relations, max_rows=maxrec, timeout_s=engine.limits.timeout_s
+        stream = engine.sandbox.open_stream(
+            prepared.translation.sql,
+            prepared.relations,
+            names=prepared.translation.columns,
+            max_rows=maxrec,
+            timeout_s=engine.limits.timeout_s,
         )
     except QueryError as exc:
         raise TapError(str(exc)) from None
-    table = result.table.rename_columns(prepared.translation.columns)
-    return TapResult(table, prepared.columns, result.overflow, time.perf_counter() - start, query)
+    return TapStream(stream, prepared.columns, query, start)

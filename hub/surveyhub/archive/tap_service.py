@@ -28,11 +28,12 @@ from surveyhub.archive.database import PlatformDatabase, TapJob, utcnow
 from surveyhub.archive.engine import ArchiveEngine
 from surveyhub.archive.formats import ColumnMeta
 from surveyhub.archive.identity import Caller
+from surveyhub.archive.sandbox import QueryError
 from surveyhub.archive.tap import (
     TapError,
     TapTable,
     catalog_tables,
-    run_query,
+    open_query,
     tap_schema_tables,
     upload_table,
 )
@@ -232,17 +233,17 @@ class SyncHandler(TapHandler):
             uploads = parse_uploads(params, self.engine.limits.max_upload_rows)
             maxrec = _maxrec(params)
             result = await _in_thread(
-                lambda: run_query(self.engine, query, self.caller.groups, maxrec=maxrec, uploads=uploads)
+                lambda: open_query(self.engine, query, self.caller.groups, maxrec=maxrec, uploads=uploads)
             )
         except TapError as exc:
             self.tap_error(exc)
             return
-        self.record(query, "tap-sync", result.table.num_rows, result.duration_s)
         self.set_header("Content-Type", formats.content_type(fmt))
-        batches = result.table.to_batches()
-        await self.stream(
-            formats.stream_result(batches, result.table.schema, result.columns, fmt, overflow=result.overflow)
+        stream = result.stream
+        await self.stream_pulled(
+            formats.stream_result(stream, stream.schema, result.columns, fmt, overflow=stream.overflow)
         )
+        self.record(query, "tap-sync", stream.rows, result.duration_s)
 
     def record(self, query: str, kind: str, rows: int, duration: float) -> None:
         """Keep the query in the caller's history (named callers only)."""
@@ -342,18 +343,15 @@ class JobRunner:
                 for p in self.results_dir.glob(f"{job_id}.upload.*")
             }
             uploads = parse_uploads(stored, self.engine.limits.max_upload_rows)
-            result = run_query(
+            result = open_query(
                 self.engine, params.get("QUERY", ""), set(job.groups or []), maxrec=maxrec, uploads=uploads
             )
+            stream = result.stream
             path = self.results_dir / f"{job_id}.{formats.extension(fmt)}"
             tmp = path.with_suffix(".part")
             with open(tmp, "wb") as out:
                 for chunk in formats.stream_result(
-                    result.table.to_batches(),
-                    result.table.schema,
-                    result.columns,
-                    fmt,
-                    overflow=result.overflow,
+                    stream, stream.schema, result.columns, fmt, overflow=stream.overflow
                 ):
                     out.write(chunk)
             tmp.replace(path)
@@ -368,18 +366,18 @@ class JobRunner:
                 ended=utcnow(),
                 result_path=str(path),
                 result_type=formats.content_type(fmt),
-                rows=result.table.num_rows,
-                overflow=result.overflow,
+                rows=stream.rows,
+                overflow=stream.overflow(),
             )
             if job.owner != "anonymous":
-                self.db.record_query(
+                self.db.record_later(
                     job.owner,
                     "tap-async",
                     params.get("QUERY", ""),
-                    rows=result.table.num_rows,
+                    rows=stream.rows,
                     duration_s=result.duration_s,
                 )
-        except (TapError, ValueError, OSError) as exc:
+        except (TapError, QueryError, ValueError, OSError) as exc:
             self._set(job_id, phase="ERROR", ended=utcnow(), error=str(exc))
 
 
