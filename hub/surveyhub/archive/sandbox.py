@@ -52,6 +52,18 @@ class Sandbox:
         self._db = duckdb.connect(":memory:", config=config)
         self._lock = threading.Lock()
 
+    def _new_cursor(self, relations: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
+        """A cursor of the locked database with ``relations`` registered under exactly the names given."""
+        with self._lock:
+            cur = self._db.cursor()
+        try:
+            for name, obj in relations.items():
+                cur.register(name, obj)
+        except duckdb.Error:
+            cur.close()
+            raise
+        return cur
+
     @contextmanager
     def cursor(
         self, relations: Mapping[str, Any]
@@ -60,12 +72,9 @@ class Sandbox:
 
         Yields the cursor and the mapping from the given names to the private ones to put in SQL.
         """
-        with self._lock:
-            cur = self._db.cursor()
         private = {name: f"r_{uuid.uuid4().hex[:16]}_{i}" for i, name in enumerate(relations)}
+        cur = self._new_cursor({private[name]: obj for name, obj in relations.items()})
         try:
-            for name, obj in relations.items():
-                cur.register(private[name], obj)
             yield cur, private
         finally:
             for name in private.values():
@@ -87,11 +96,8 @@ class Sandbox:
         For SQL produced by the ADQL translator, whose relation names are chosen per query and unknown to
         the user; the SQL text is used as it is (no formatting: user literals may contain braces).
         """
-        with self._lock:
-            cur = self._db.cursor()
+        cur = self._new_cursor(relations)
         try:
-            for name, obj in relations.items():
-                cur.register(name, obj)
             return self._fetch(cur, sql, params, max_rows, timeout_s, {})
         finally:
             cur.close()
@@ -110,11 +116,8 @@ class Sandbox:
         The rows are pulled batch by batch while the response is written, so a large result never sits
         in memory whole; the cursor stays open until the stream is exhausted or closed.
         """
-        with self._lock:
-            cur = self._db.cursor()
+        cur = self._new_cursor(relations)
         try:
-            for name, obj in relations.items():
-                cur.register(name, obj)
             timer = threading.Timer(timeout_s, cur.interrupt)
             timer.start()
             reader = cur.sql(sql).to_arrow_reader(65536)
