@@ -2,18 +2,24 @@
 # Both install what is missing first (a virtualenv in .venv with the locked-in-spirit requirements of
 # pyproject.toml), so they work from a fresh clone with only the package registries reachable.
 
-PYTHON ?= python3
+# When root, the hub runs each user's server as an unprivileged account, which must be able to run the
+# interpreter: pyenv's lives under /root (mode 0700), so as root we build on Debian's /usr/bin/python3.
+PYTHON ?= $(shell if [ "$$(id -u)" = 0 ] && /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then echo /usr/bin/python3; else echo python3; fi)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The versions every environment installs (tests, images/lab, images/hub): `make lock` writes it.
+LOCK := images/requirements.lock
+# configurable-http-proxy (npm), JupyterHub's proxy, installed beside the virtualenv.
+CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 PYTEST_WORKERS ?= 2
 
-.PHONY: up test lint format bench bench-deps install system-deps clean
+.PHONY: up test lint format bench bench-deps install system-deps clean lock
 
 # Debian packages the tests use: STILTS (votlint, taplint) to validate what the archive serves.
 DEBIAN_PACKAGES := stilts
 
-install: $(STAMP)
+install: $(STAMP) $(CHP)
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,17 +34,36 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "surveyhub needs Python 3.11 or newer")'
+	@# a virtualenv built on another interpreter (say pyenv's, before this rule) is rebuilt
+	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(sys.base_prefix)')" != "$$($(PYTHON) -c 'import sys; print(sys.base_prefix)')" ]; then \
+	  echo "rebuilding $(VENV) on $(PYTHON)"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test,kubernetes]'
 	touch $(STAMP)
 
-up: $(STAMP)
+$(CHP): | $(STAMP)
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
+	  else \
+	    echo "surveyhub needs Node.js for configurable-http-proxy. Run as root:"; \
+	    echo "  apt-get update && apt-get install -y nodejs npm"; exit 1; \
+	  fi; \
+	fi
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent configurable-http-proxy@5
+
+# Writes the lock from the current environment; commit it with the change to pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^surveyhub' > $(LOCK)
+
+up: install
 	$(BIN)/surveyhub up
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -46,7 +71,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint system-deps
+test: install lint system-deps
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP) bench-deps

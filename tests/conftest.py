@@ -26,6 +26,20 @@ def mock_store(tmp_path_factory: pytest.TempPathFactory) -> ReleaseStore:
 
 
 @pytest.fixture(scope="session")
+def platform_store() -> ReleaseStore:
+    """A small mock release in a folder other accounts can enter (users' servers read it as themselves).
+
+    pytest's own temporary folders are private to root, so the hub's tests keep theirs under /tmp.
+    """
+    from surveyhub.releases.mock.release import build_mock_release
+    from tests.support.platform import reachable_dir
+
+    root = reachable_dir("surveyhub-store-") / "store"
+    build_mock_release(str(root), "DEMO", 600, fits_files=60, seed=11, log=lambda _: None)
+    return ReleaseStore(str(root))
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """The endpoint of a moto S3 server running for the whole session."""
     with moto_server() as endpoint:

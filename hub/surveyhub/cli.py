@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from surveyhub._version import __version__
 
@@ -81,24 +82,74 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_settings(args: argparse.Namespace) -> Any:
+    from surveyhub.hub.settings import Settings
+
+    home = Path(args.home).resolve()
+    config = args.config or (str(home / "surveyhub.toml") if (home / "surveyhub.toml").exists() else None)
+    return Settings.load(config, home=str(home))
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
+    from surveyhub.hub.launch import run_platform
     from surveyhub.releases.mock.release import build_mock_release
     from surveyhub.releases.registry import ReleaseStore
 
-    home = Path(args.home).resolve()
-    root = home / "store"
-    store = ReleaseStore(str(root))
-    if not store.versions({"lamost-wg"}):
-        print(f"Building the demo release ({args.demo_rows:,} spectra with FITS files) in {root} ...")
-        build_mock_release(str(root), "DEMO", args.demo_rows, seed=42)
+    settings = _load_settings(args)
+    store = ReleaseStore(settings.store.root, settings.store.storage_options or None)
+    if not store.all_versions():
+        print(f"Building the demo release ({args.demo_rows:,} spectra with FITS files) in {store.url} ...")
+        build_mock_release(settings.store.root, "DEMO", args.demo_rows, seed=42)
     else:
-        print(f"Reusing the release store in {root}")
-    print(f"Release store: {root}")
-    for v in store.versions({"lamost-wg"}):
+        print(f"Reusing the release store in {store.url}")
+    for v in store.all_versions():
         print(f"  {v.key:10} {v.manifest.policy.describe():36} {v.url()}")
-    print(
-        "The hub itself is not part of this version yet: open the store with surveyhub.releases.ReleaseStore."
+    if args.no_hub:
+        return 0
+    return run_platform(settings)
+
+
+def _cmd_team(args: argparse.Namespace) -> int:
+    from surveyhub.hub.config import admin_token_file
+    from surveyhub.hub.environment import internal_url
+    from surveyhub.hub.teams import (
+        HubClient,
+        TeamError,
+        add_members,
+        create_team,
+        list_teams,
+        remove_members,
     )
+
+    settings = _load_settings(args)
+    token = os.environ.get("JUPYTERHUB_API_TOKEN") or ""
+    token_file = admin_token_file(settings)
+    if not token and token_file.exists():
+        token = token_file.read_text().strip()
+    if not token:
+        print(f"no admin token: run the hub once (it writes {token_file}) or set JUPYTERHUB_API_TOKEN")
+        return 2
+    hub = HubClient(args.hub_url or internal_url(settings.hub.bind_url), token)
+    try:
+        if args.action == "create":
+            team = create_team(hub, args.team, args.description)
+            print(f"team {team['name']}: {', '.join(team['users']) or 'no members yet'}")
+        elif args.action == "add":
+            team = add_members(hub, args.team, args.users)
+            print(f"team {team['name']}: {', '.join(team['users'])}")
+        elif args.action == "remove":
+            team = remove_members(hub, args.team, args.users)
+            print(f"team {team['name']}: {', '.join(team['users']) or 'no members'}")
+        else:
+            teams = list_teams(hub, all_groups=args.all)
+            if not teams:
+                print("no teams yet: `surveyhub team create NAME`")
+            for team in teams:
+                kind = "team " if team.get("properties", {}).get("surveyhub_team") else "group"
+                print(f"{kind} {team['name']:24} {', '.join(team['users']) or '-'}")
+    except TeamError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -108,20 +159,33 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     from surveyhub.archive.engine import Limits
     from surveyhub.archive.server import serve
 
+    refused: tuple[type[Exception], ...] = ()
+    if args.hub:  # jupyterhub is imported only under the hub
+        from surveyhub.archive.hub_identity import HubEnvironmentError
+
+        refused = (HubEnvironmentError,)
+        if args.tokens:
+            print("surveyhub archive: --tokens is for the standalone service, not --hub", file=sys.stderr)
+            return 2
     limits = Limits(max_radius_deg=args.max_radius, timeout_s=args.timeout)
-    asyncio.run(
-        serve(
-            args.root,
-            port=args.port,
-            host=args.host,
-            base_url=args.base_url,
-            cache_dir=args.cache,
-            tokens_file=args.tokens,
-            allow_anonymous=args.allow_anonymous,
-            limits=limits,
-            database_url=args.db,
+    try:
+        asyncio.run(
+            serve(
+                args.root,
+                port=args.port,
+                host=args.host,
+                base_url=args.base_url,
+                cache_dir=args.cache,
+                tokens_file=args.tokens,
+                allow_anonymous=args.allow_anonymous,
+                limits=limits,
+                database_url=args.db,
+                hub=args.hub,
+            )
         )
-    )
+    except refused as exc:
+        print(f"surveyhub archive: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -133,12 +197,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the platform on the embedded default")
     up.add_argument("--home", default=str(DEFAULT_HOME), help="state folder (default: %(default)s)")
+    up.add_argument("--config", default=None, help="settings file (default: HOME/surveyhub.toml if present)")
     up.add_argument(
         "--demo-rows", type=int, default=DEMO_ROWS, help="spectra in the demo (default: %(default)s)"
     )
+    up.add_argument("--no-hub", action="store_true", help="only build (or check) the release store")
     up.set_defaults(func=_cmd_up)
 
-    archive = sub.add_parser("archive", help="run the archive service standalone (development)")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--home", default=str(DEFAULT_HOME), help="state folder (default: %(default)s)")
+    where.add_argument(
+        "--config", default=None, help="settings file (default: HOME/surveyhub.toml if present)"
+    )
+    where.add_argument("--hub-url", default=None, help="the hub's URL (default: from the settings)")
+    team = sub.add_parser("team", help="manage teams (JupyterHub groups with a folder and a cloud prefix)")
+    team_actions = team.add_subparsers(dest="action", required=True)
+    create = team_actions.add_parser("create", help="make a team", parents=[where])
+    create.add_argument("team")
+    create.add_argument("--description", default="")
+    for action, text in (("add", "add members"), ("remove", "remove members")):
+        members = team_actions.add_parser(action, help=text, parents=[where])
+        members.add_argument("team")
+        members.add_argument("users", nargs="+")
+    listing_teams = team_actions.add_parser("list", help="list teams and their members", parents=[where])
+    listing_teams.add_argument("--all", action="store_true", help="every group, not only teams")
+    team.set_defaults(func=_cmd_team)
+
+    archive = sub.add_parser(
+        "archive", help="run the archive service: standalone (development) or as a JupyterHub service"
+    )
+    archive.add_argument(
+        "--hub",
+        action="store_true",
+        help="run as a JupyterHub-managed service: listen address, prefix and identities come from the "
+        "hub (JUPYTERHUB_SERVICE_URL, JUPYTERHUB_SERVICE_PREFIX, JUPYTERHUB_API_TOKEN, ...); "
+        "--port, --host and --base-url are then ignored",
+    )
     archive.add_argument("--root", required=True, help="store root: a path or an fsspec URL")
     archive.add_argument("--port", type=int, default=8890)
     archive.add_argument("--host", default="127.0.0.1")

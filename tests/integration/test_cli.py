@@ -78,11 +78,12 @@ def test_bad_arguments_get_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_up_builds_the_demo_once_and_reuses_it(tmp_path: Path) -> None:
-    first = _run("up", "--home", str(tmp_path / "var"), "--demo-rows", "300")
+    """The store half of `up` (`--no-hub`); tests/integration/test_up.py runs the whole platform."""
+    first = _run("up", "--home", str(tmp_path / "var"), "--demo-rows", "300", "--no-hub")
     assert first.returncode == 0, first.stderr
     assert "Building the demo release" in first.stdout
     assert "DEMO/v2" in first.stdout
-    second = _run("up", "--home", str(tmp_path / "var"), "--demo-rows", "300")
+    second = _run("up", "--home", str(tmp_path / "var"), "--demo-rows", "300", "--no-hub")
     assert "Reusing the release store" in second.stdout
     assert "Building" not in second.stdout
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import shutil
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from astropy.table import Table
 
 from surveyhub.releases.registry import ReleaseStore
 from tests.support.archive import ALICE, BOB, CAROL, archive_server
+from tests.support.stilts import taplint_report
 
 pytestmark = pytest.mark.xdist_group("mock")
 
@@ -224,16 +223,8 @@ def test_vosi_endpoints(url: str) -> None:
 
 
 def test_taplint_reports_no_errors(url: str) -> None:
-    if shutil.which("stilts") is None:
-        pytest.fail("STILTS is not installed: run `make test`, which installs it (apt-get install stilts)")
-    done = subprocess.run(
-        ["stilts", "taplint", f"tapurl={url}tap", "report=EW", "maxrepeat=3"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert "Totals: Errors: 0; Warnings: 0" in done.stdout, done.stdout[-4000:]
+    report = taplint_report(f"{url}tap")
+    assert "Totals: Errors: 0; Warnings: 0" in report, report[-4000:]
 
 
 def test_jobs_survive_a_restart(mock_store: ReleaseStore, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import functools
 import io
 import json
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class ArchiveHandler(web.RequestHandler):
     engine: ArchiveEngine
     identity: Identity
     caller: Caller
+    refused_unread = False
 
     def initialize(self, engine: ArchiveEngine, identity: Identity, cache_dir: Path) -> None:
         self.engine = engine
@@ -61,10 +62,22 @@ class ArchiveHandler(web.RequestHandler):
         self.cache_dir = cache_dir
 
     async def prepare(self) -> None:
-        caller = await self.identity.identify(self)
-        if caller is None:
-            raise web.HTTPError(401, reason="authentication required: log in to the hub or pass a token")
+        try:
+            caller = await self.identity.identify(self)
+            if caller is None:
+                raise web.HTTPError(401, reason="authentication required: log in to the hub or pass a token")
+        except web.HTTPError:
+            # A handler that streams the request body (TAP) has not read it yet, so tornado closes the
+            # connection after the answer; say so, or a keep-alive proxy (the hub's) reuses the closing
+            # connection for the next caller's request, who then gets a 503.
+            self.refused_unread = self.request.method in ("POST", "PUT")
+            raise
         self.caller = caller
+
+    def set_default_headers(self) -> None:
+        # Called again when an error clears the headers: where the refusal's Connection header survives.
+        if self.refused_unread:
+            self.set_header("Connection", "close")
 
     def readable(self, release: str, version: str) -> ReleaseVersion:
         """The version, or 404 with the same words whether it is absent or not readable."""
@@ -537,8 +550,14 @@ def make_app(
     base_url: str = "/",
     cache_dir: Path | None = None,
     database: PlatformDatabase | None = None,
+    extra_handlers: Sequence[tuple[str, type[web.RequestHandler], dict[str, Any]]] = (),
+    extra_settings: Mapping[str, Any] | None = None,
 ) -> web.Application:
-    """The tornado application of the archive under ``base_url`` (``/services/archive/`` under the hub)."""
+    """The tornado application of the archive under ``base_url`` (``/services/archive/`` under the hub).
+
+    ``extra_handlers`` and ``extra_settings`` are what an identity provider needs besides the archive's
+    own routes (under the hub: the OAuth callback and the secret of its cookie).
+    """
     base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
     name = r"([A-Za-z0-9][A-Za-z0-9_.-]*)"
     init = {"engine": engine, "identity": identity, "cache_dir": cache_dir or engine.cache_dir}
@@ -570,7 +589,8 @@ def make_app(
     ]
     handlers = [(pattern, handler, init) for pattern, handler in routes] + tap_routes(base, init)
     return web.Application(
-        handlers,
+        [*handlers, *extra_handlers],
+        **dict(extra_settings or {}),
         base_url=base,
         png_cache=spectrum_products.PngCache(cache / "png"),
         database=database,

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import pyarrow as pa
@@ -212,6 +213,12 @@ class TapHandler(ArchiveHandler):
         base = path[: path.index("/tap") + 4] if "/tap" in path else path
         return f"{self.request.protocol}://{self.request.host}{base}"
 
+    def token_query(self) -> str:
+        """``?token=...`` when the client authenticated with the query form (VO clients, LAMOST scripts), so
+        the UWS redirects and job links it follows still carry its token; empty otherwise."""
+        token = self.get_query_argument("token", None)
+        return f"?{urlencode({'token': token})}" if token else ""
+
     def tap_error(self, exc: Exception) -> None:
         """Answer 400 with a VOTable error."""
         self.set_status(400)
@@ -398,7 +405,7 @@ class AsyncJobsHandler(TapHandler):
                     if not phases or j.phase in phases
                 ]
         self.set_header("Content-Type", "text/xml")
-        self.finish(vo_documents.uws_job_list(jobs, self.tap_url + "/async"))
+        self.finish(vo_documents.uws_job_list(jobs, self.tap_url + "/async", self.token_query()))
 
     async def post(self) -> None:
         db: PlatformDatabase = self.application.settings["database"]
@@ -432,7 +439,7 @@ class AsyncJobsHandler(TapHandler):
             s.add(job)
         if (params.get("PHASE") or "").upper() == "RUN":
             await self._start(job.id)
-        self.redirect(f"{self.tap_url}/async/{job.id}", status=303)
+        self.redirect(f"{self.tap_url}/async/{job.id}{self.token_query()}", status=303)
 
     async def _start(self, job_id: str) -> None:
         db: PlatformDatabase = self.application.settings["database"]
@@ -477,13 +484,13 @@ class JobHandler(AsyncJobsHandler):
             if wait is not None:
                 job = await self._wait(job, float(wait), self.get_query_argument("PHASE", job.phase))
             self.set_header("Content-Type", "text/xml")
-            self.finish(vo_documents.uws_job(job, url))
+            self.finish(vo_documents.uws_job(job, url, self.token_query()))
         elif part == "phase":
             self.set_header("Content-Type", "text/plain")
             self.finish(job.phase)
         elif part == "results":
             self.set_header("Content-Type", "text/xml")
-            self.finish(vo_documents.uws_results(job, url))
+            self.finish(vo_documents.uws_results(job, url, self.token_query()))
         elif part == "results/result":
             if job.phase != "COMPLETED" or not job.result_path:
                 raise web.HTTPError(404, reason=f"job {job_id} has no result (phase {job.phase})")
@@ -562,7 +569,7 @@ class JobHandler(AsyncJobsHandler):
                     if params.get(key) is not None:
                         updated[key] = params.get(key)
                 current.parameters = updated
-        self.redirect(url, status=303)
+        self.redirect(url + self.token_query(), status=303)
 
     async def delete(self, job_id: str, part: str | None = None) -> None:  # type: ignore[override]
         job = self.job(job_id)
@@ -573,7 +580,7 @@ class JobHandler(AsyncJobsHandler):
                 s.delete(current)
         if job.result_path:
             Path(job.result_path).unlink(missing_ok=True)
-        self.redirect(f"{self.tap_url}/async", status=303)
+        self.redirect(f"{self.tap_url}/async{self.token_query()}", status=303)
 
 
 def _wait_change(runner: JobRunner, seconds: float) -> None:

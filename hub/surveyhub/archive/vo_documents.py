@@ -65,7 +65,14 @@ def _text(parent: ET.Element, tag: str, value: str | None) -> ET.Element:
     return el
 
 
-def uws_job(job: TapJob, job_url: str) -> bytes:
+def _add_result(results: ET.Element, job: TapJob, job_url: str, query: str) -> None:
+    """The result link of a completed job (``query`` carries a ``?token=`` the client authenticated with)."""
+    if job.phase == "COMPLETED":
+        href = f"{job_url}/results/result{query}"
+        ET.SubElement(results, f"{{{UWS}}}result", {"id": "result", f"{{{XLINK}}}href": href})
+
+
+def uws_job(job: TapJob, job_url: str, query: str = "") -> bytes:
     """The UWS 1.1 job document."""
     root = ET.Element(f"{{{UWS}}}job", {"version": "1.1"})
     ET.SubElement(root, f"{{{UWS}}}jobId").text = job.id
@@ -83,24 +90,17 @@ def uws_job(job: TapJob, job_url: str) -> bytes:
     params = ET.SubElement(root, f"{{{UWS}}}parameters")
     for key, value in sorted((job.parameters or {}).items()):
         ET.SubElement(params, f"{{{UWS}}}parameter", {"id": key}).text = str(value)
-    results = ET.SubElement(root, f"{{{UWS}}}results")
-    if job.phase == "COMPLETED":
-        ET.SubElement(
-            results, f"{{{UWS}}}result", {"id": "result", f"{{{XLINK}}}href": f"{job_url}/results/result"}
-        )
+    _add_result(ET.SubElement(root, f"{{{UWS}}}results"), job, job_url, query)
     if job.phase == "ERROR" and job.error:
         summary = ET.SubElement(root, f"{{{UWS}}}errorSummary", {"type": "fatal", "hasDetail": "true"})
         ET.SubElement(summary, f"{{{UWS}}}message").text = job.error
     return _doc(root)
 
 
-def uws_results(job: TapJob, job_url: str) -> bytes:
+def uws_results(job: TapJob, job_url: str, query: str = "") -> bytes:
     """The results list of a job."""
     results = ET.Element(f"{{{UWS}}}results")
-    if job.phase == "COMPLETED":
-        ET.SubElement(
-            results, f"{{{UWS}}}result", {"id": "result", f"{{{XLINK}}}href": f"{job_url}/results/result"}
-        )
+    _add_result(results, job, job_url, query)
     return _doc(results)
 
 
@@ -112,12 +112,12 @@ def uws_parameters(job: TapJob) -> bytes:
     return _doc(params)
 
 
-def uws_job_list(jobs: Iterable[TapJob], base_url: str) -> bytes:
+def uws_job_list(jobs: Iterable[TapJob], base_url: str, query: str = "") -> bytes:
     """The job list (only the caller's own jobs are passed in)."""
     root = ET.Element(f"{{{UWS}}}jobs", {"version": "1.1"})
     for job in jobs:
         ref = ET.SubElement(
-            root, f"{{{UWS}}}jobref", {"id": job.id, f"{{{XLINK}}}href": f"{base_url}/{job.id}"}
+            root, f"{{{UWS}}}jobref", {"id": job.id, f"{{{XLINK}}}href": f"{base_url}/{job.id}{query}"}
         )
         ET.SubElement(ref, f"{{{UWS}}}phase").text = job.phase
         ET.SubElement(ref, f"{{{UWS}}}ownerId").text = job.owner

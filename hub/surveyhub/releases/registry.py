@@ -95,7 +95,9 @@ class ReleaseStore:
         """A universal-pathlib path carrying the store's filesystem options (how hats and lsdb take them)."""
         return UPath(url, **self.storage_options)
 
-    def _all_versions(self) -> list[ReleaseVersion]:
+    def all_versions(self) -> list[ReleaseVersion]:
+        """Every published version whatever its policy: for operators (the hub gates each one), never for
+        answering a caller."""
         found: list[ReleaseVersion] = []
         if not self.fs.exists(self.root):
             return found
@@ -115,7 +117,7 @@ class ReleaseStore:
     def versions(self, groups: Iterable[str]) -> list[ReleaseVersion]:
         """Every version that a member of ``groups`` may read, sorted by release then version."""
         groups = set(groups)
-        return [v for v in self._all_versions() if v.manifest.policy.allows(groups)]
+        return [v for v in self.all_versions() if v.manifest.policy.allows(groups)]
 
     def releases(self, groups: Iterable[str]) -> dict[str, list[ReleaseVersion]]:
         """The readable versions grouped by release."""
