@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import archive, release_store
+from bench import archive, hub, release_store
 
-BENCHMARKS = {"release_store": release_store.main, "archive": archive.main}
+BENCHMARKS = {"release_store": release_store.main, "archive": archive.main, "hub": hub.main}
 
 
 def main(argv: list[str]) -> int:
