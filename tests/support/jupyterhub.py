@@ -101,8 +101,10 @@ def running_hub(
     env: dict[str, str] | None = None,
     admin_token: str | None = None,
     timeout: float = 60,
+    as_user: str | None = None,
 ) -> Iterator[RunningHub]:
-    """Run ``jupyterhub -f config_file`` in ``workdir`` until the block ends.
+    """Run ``jupyterhub -f config_file`` in ``workdir`` until the block ends (as the system account
+    ``as_user`` if given: the hub without root).
 
     ``port`` is the public (proxy) port that the configuration binds (``c.JupyterHub.bind_url``); the hub
     counts as up when ``{url}hub/health`` answers through the proxy. On exit the hub gets SIGTERM, which it
@@ -112,8 +114,9 @@ def running_hub(
     url = f"http://127.0.0.1:{port}/"
     hub = RunningHub(url, workdir, admin_token)
     log = open(hub.log_path, "ab")  # noqa: SIM115 - closed below, after the process ends
+    become = ["runuser", "-u", as_user, "--"] if as_user else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(config_file)],
+        [*become, sys.executable, "-m", "jupyterhub", "-f", str(config_file)],
         cwd=workdir,
         env=os.environ | (env or {}),
         stdout=log,

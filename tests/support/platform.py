@@ -125,18 +125,25 @@ def delete_accounts(prefix: str) -> None:
 
 
 @contextmanager
-def running_platform(base: Path, store_root: str, **sections: dict[str, Any]) -> Iterator[Platform]:
-    """Run the platform's hub (with archive, dask-gateway and culler) until the block ends."""
+def running_platform(
+    base: Path, store_root: str, *, as_user: str | None = None, **sections: dict[str, Any]
+) -> Iterator[Platform]:
+    """Run the platform's hub (with archive, dask-gateway and culler) until the block ends; ``as_user``
+    runs it as that system account instead of root (the single-user sandbox)."""
     doc = platform_settings(base, store_root, **sections)
     config = base / "surveyhub.toml"
     config.write_text(tomli_w.dumps(doc))
     settings = Settings.load(config)
     token = admin_token(settings)  # made before the hub starts, as `surveyhub up` leaves it
+    if as_user is not None:  # the hub's own user owns its state
+        subprocess.run(["chown", "-R", f"{as_user}:", str(base)], check=True)
     port = int(doc["hub"]["bind_url"].rsplit(":", 1)[1])
     env = {"SURVEYHUB_TESTING": "1", "SURVEYHUB_CONFIG": str(config), "SURVEYHUB_HOME": settings.home}
     workdir = Path(settings.home) / "hub"
     try:
-        with running_hub(HUB_CONFIG, workdir, port=port, env=env, admin_token=token, timeout=90) as hub:
+        with running_hub(
+            HUB_CONFIG, workdir, port=port, env=env, admin_token=token, timeout=90, as_user=as_user
+        ) as hub:
             yield Platform(hub, settings, base)
     finally:
         delete_accounts(settings.users.account_prefix)
