@@ -14,12 +14,23 @@ LOCK := images/requirements.lock
 CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 PYTEST_WORKERS ?= 2
 
-.PHONY: up test lint format bench bench-deps install system-deps clean lock
+.PHONY: up test lint format bench bench-deps install system-deps clean lock reachable
 
 # Debian packages the tests use: STILTS (votlint, taplint) to validate what the archive serves.
 DEBIAN_PACKAGES := stilts
 
-install: $(STAMP) $(CHP)
+install: $(STAMP) $(CHP) reachable
+
+# As root, users' servers run as their own accounts and must reach this checkout (its virtualenv and its
+# sources): a parent folder without the search bit for others (say /root, 0700) gets it, and only it.
+reachable:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  d="$(CURDIR)"; while [ "$$d" != "/" ]; do \
+	    if [ "$$(( $$(stat -c '%a' "$$d" | sed 's/.*\(.\)$$/\1/') & 1 ))" = 0 ]; then \
+	      echo "making $$d searchable by other accounts (chmod o+x) so users' servers can run the platform"; \
+	      chmod o+x "$$d"; fi; \
+	    d="$$(dirname "$$d")"; done; \
+	fi
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

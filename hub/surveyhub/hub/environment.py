@@ -56,6 +56,8 @@ def server_environment(
     archive = service_url(settings, ARCHIVE_SERVICE)
     env = {
         "SURVEYHUB_RELEASES_DIR": releases_dir,
+        "SURVEYHUB_STORE_URL": settings.store.root,
+        "SURVEYHUB_STORE_STORAGE_OPTIONS": json.dumps(settings.store.storage_options),
         "SURVEYHUB_CLOUD_URL": settings.cloud.user_url_for(username),
         "SURVEYHUB_CLOUD_STORAGE_OPTIONS": json.dumps(dict(storage_options or {})),
         "SURVEYHUB_TEAMS": json.dumps({team: settings.cloud.team_url_for(team) for team in teams}),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +116,13 @@ def prepare_state(settings: Settings, *, isolate: bool) -> None:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o755 if isolate else 0o700)
-    if isolate:
+    if isolate:  # users' accounts run the platform's Python and read its sources and state
+        import surveyhub
+
         check_traversable(home)
         check_traversable(Path(settings.users.home_root))
+        check_traversable(Path(settings.users.python or sys.executable).parent)
+        check_traversable(Path(surveyhub.__file__).parent)
 
 
 @dataclass(frozen=True)
