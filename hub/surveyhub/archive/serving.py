@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import shutil
 import threading
@@ -162,21 +163,26 @@ class ServingCatalog:
         whole catalog would first concatenate every chunk of every column (a copy of the catalog, seconds
         at 10 million rows, for a one-row answer); here only the batches that hold requested rows are read.
         """
-        names = list(columns) if columns else self.table.column_names
+        names = list(columns) if columns else None
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
-            return self.table.select(names).slice(0, 0)
-        order = np.argsort(rows, kind="stable")
-        ordered = rows[order]
+            return self.table.select(names or self.table.column_names).slice(0, 0)
+        in_order = bool(np.all(rows[1:] >= rows[:-1]))
+        order = np.arange(rows.size) if in_order else np.argsort(rows, kind="stable")
+        ordered = rows if in_order else rows[order]
         batch_of = np.searchsorted(self._starts, ordered, side="right") - 1
-        cuts = np.flatnonzero(np.diff(batch_of)) + 1
+        bounds = [0, *(np.flatnonzero(np.diff(batch_of)) + 1).tolist(), ordered.size]
         parts = []
-        for segment in np.split(np.arange(ordered.size), cuts):
-            index = int(batch_of[segment[0]])
-            batch = self._batches[index].select(names)
-            parts.append(batch.take(pa.array(ordered[segment] - self._starts[index], type=pa.int64())))
-        result = pa.Table.from_batches(parts, self.table.select(names).schema)
-        if np.any(order != np.arange(order.size)):  # back to the order asked for (a small table now)
+        for lo, hi in itertools.pairwise(bounds):  # one stretch of rows per record batch
+            index = int(batch_of[lo])
+            batch = self._batches[index] if names is None else self._batches[index].select(names)
+            local = ordered[lo:hi] - self._starts[index]
+            if local[-1] - local[0] + 1 == local.size and (local.size == 1 or np.all(np.diff(local) == 1)):
+                parts.append(batch.slice(int(local[0]), int(local.size)))  # a run of rows: no copy at all
+            else:
+                parts.append(batch.take(pa.array(local, type=pa.int64())))
+        result = pa.Table.from_batches(parts)
+        if not in_order:  # back to the order asked for (a small table now)
             result = result.take(pa.array(np.argsort(order, kind="stable"), type=pa.int64()))
         return result
 
