@@ -5,26 +5,146 @@ The hub runs dask-gateway as a managed service (the daskhub pattern): its HTTP p
 ``access:services!service=dask-gateway``), and schedulers are reached over TCP on the scheduler port.
 Clusters run as the requesting user's own system account when the gateway is root, with that account's
 Unix groups, so workers read exactly the release versions and team folders the user's server can.
+
+Users choose their workers' size from the notebook (``Gateway().cluster_options()``: ``worker_cores``,
+``worker_memory`` in GiB, and a shorter ``idle_timeout``), within bounds from the settings, through
+dask-gateway's own ``Options``. What
+one user may hold at once, over all their clusters together (clusters, workers, cores, memory), is
+:class:`UserLimits`: dask-gateway 2026.3 limits each cluster (``ClusterConfig.cluster_max_*``) but not a
+user's clusters together, so the backend checks that itself where clusters are made and scaled.
 """
 
 from __future__ import annotations
 
 import grp
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.db_base import DBBackendBase
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
+from dask_gateway_server.options import Float, Integer, Options
+from dask_gateway_server.traitlets import MemoryLimit
+from dask_gateway_server.utils import format_bytes
+from traitlets import Float as FloatTrait
+from traitlets import Integer as IntegerTrait
 
 from surveyhub.hub.accounts import Account, account_name
-from surveyhub.hub.settings import Settings
+from surveyhub.hub.settings import GatewaySettings, Settings
+
+GIB = 2**30
+#: The shortest idle timeout a user may choose: shorter would stop clusters between two cells.
+IDLE_TIMEOUT_MIN_S = 10
 
 #: The hub's account prefix reaches the gateway through the settings; the backend reads it from here.
 _ACCOUNT_PREFIX = {"value": "sh-"}
 
 
-class UserAccountBackend(LocalBackend):
+class UserLimits(DBBackendBase):
+    """What one user may hold at once over all their clusters: clusters, workers, worker cores and memory.
+
+    Enforced where dask-gateway decides: a new cluster beyond ``max_clusters`` is refused with a message
+    naming the limit and how to stop a cluster; a cluster's worker ceiling (``cluster_max_workers``, which
+    dask-gateway's scale and adapt routes and its heartbeats apply) is lowered to what the user's other
+    clusters leave, so ``cluster.scale(n)`` beyond it scales to the ceiling and warns. Usage counts each
+    cluster's requested workers (or its live ones, if more), which is what the backend will run.
+    Configured as ``c.UserLimits.<trait>``; ``None`` is no limit.
+    """
+
+    max_clusters = IntegerTrait(None, allow_none=True, min=1, config=True, help="Active clusters per user.")
+    max_workers = IntegerTrait(None, allow_none=True, min=1, config=True, help="Workers per user.")
+    max_cores = FloatTrait(None, allow_none=True, min=0.0, config=True, help="Worker cores per user.")
+    max_memory = MemoryLimit(None, allow_none=True, min=0, config=True, help="Worker memory per user.")
+
+    def _usage(self, username: str, *, besides: str = "") -> tuple[int, float, int]:
+        """Workers, cores and bytes that ``username``'s active clusters (but ``besides``) hold or ask for."""
+        workers, cores, memory = 0, 0.0, 0
+        for cluster in self.db.list_clusters(username=username):
+            if cluster.name == besides:
+                continue
+            n = max(cluster.count, len(cluster.active_workers()))
+            workers += n
+            cores += n * cluster.config["worker_cores"]
+            memory += n * cluster.config["worker_memory"]
+        return workers, cores, memory
+
+    def worker_ceiling(self, cluster: Any) -> int | None:
+        """The most workers ``cluster`` (a database record) may have now, beside its owner's other ones."""
+        workers, cores, memory = self._usage(cluster.username, besides=cluster.name)
+        ceilings = [cluster.config.get("cluster_max_workers")]
+        if self.max_workers is not None:
+            ceilings.append(self.max_workers - workers)
+        if self.max_cores is not None:
+            ceilings.append(math.floor((self.max_cores - cores) / cluster.config["worker_cores"] + 1e-9))
+        if self.max_memory is not None:
+            ceilings.append((self.max_memory - memory) // cluster.config["worker_memory"])
+        known = [int(c) for c in ceilings if c is not None]
+        return max(0, min(known)) if known else None
+
+    def describe(self) -> str:
+        """The user limits in words, for messages."""
+        parts = []
+        if self.max_workers is not None:
+            parts.append(f"{self.max_workers} workers")
+        if self.max_cores is not None:
+            parts.append(f"{self.max_cores:g} worker cores")
+        if self.max_memory is not None:
+            parts.append(f"{format_bytes(self.max_memory)} of worker memory")
+        return ", ".join(parts) or "no worker limit"
+
+    async def start_cluster(self, user: Any, cluster_options: dict[str, Any]) -> str:
+        # DBBackendBase.start_cluster, with the check between the options and the record: nothing awaits
+        # between counting the user's clusters and adding the new one, so two requests cannot both pass.
+        options, config = await self.process_cluster_options(user, cluster_options)
+        active = self.db.list_clusters(username=user.name)
+        if self.max_clusters is not None and len(active) >= self.max_clusters:
+            names = ", ".join(sorted(c.name for c in active))
+            raise PublicException(
+                f"{user.name} already has {len(active)} Dask clusters ({names}); the limit is "
+                f"{self.max_clusters} per user. Stop one first: Gateway().list_clusters() lists them and "
+                "Gateway().stop_cluster(name) stops one."
+            )
+        cluster = self.db.create_cluster(user.name, options, config.to_dict())
+        self.log.info("Created cluster %s for user %s", cluster.name, user.name)
+        self.queue.put(cluster)
+        return cluster.name
+
+    async def get_cluster(self, cluster_name: str, wait: bool = False) -> Any:
+        # The scale and adapt routes read the worker ceiling from the model's config: give them the one
+        # the user's other clusters leave (a copy; the record keeps the cluster's own ceiling).
+        model = await super().get_cluster(cluster_name, wait=wait)
+        record = self.db.get_cluster(cluster_name)
+        if model is not None and record is not None:
+            model.config = {**model.config, "cluster_max_workers": self.worker_ceiling(record)}
+        return model
+
+    async def on_cluster_heartbeat(self, cluster_name: str, msg: dict[str, Any]) -> None:
+        # Heartbeats carry the scheduler's wanted worker count (adaptive scaling asks here, not through a
+        # route): the ceiling applies to it too, so clusters together never exceed the user's limits.
+        record = self.db.get_cluster(cluster_name)
+        if record is not None and record.is_active():
+            ceiling = self.worker_ceiling(record)
+            if ceiling is not None and msg["count"] > ceiling:
+                self.log.info(
+                    "Cluster %s of %s asks for %d workers; the user's limits (%s) leave %d",
+                    cluster_name,
+                    record.username,
+                    msg["count"],
+                    self.describe(),
+                    ceiling,
+                )
+                msg = {**msg, "count": ceiling}
+        await super().on_cluster_heartbeat(cluster_name, msg)
+
+
+class SandboxBackend(UserLimits, UnsafeLocalBackend):
+    """The single-user sandbox (hub not root): clusters run as the hub's own account, with the same limits."""
+
+
+class UserAccountBackend(UserLimits, LocalBackend):
     """LocalBackend whose processes run as the platform's account of the hub user (``sh-alice``).
 
     dask-gateway's LocalBackend looks the hub name up in /etc/passwd directly; the platform's accounts
@@ -71,6 +191,71 @@ class UserAccountBackend(LocalBackend):
         return env
 
 
+def cluster_options(gateway: GatewaySettings) -> Options:
+    """The options users set from notebooks: worker cores and memory, and a shorter idle timeout.
+
+    Each is bounded by the settings. A cluster's own worker ceiling follows from the worker size: no more
+    workers of that size than the user's limits hold (fewer still while their other clusters hold some,
+    see :class:`UserLimits`). The idle timeout can only be shortened (a cluster left running with no work
+    holds its workers from everyone else's share of the machine).
+
+    >>> options = cluster_options(GatewaySettings())
+    >>> [(f["field"], f["default"], f["spec"]["max"]) for f in options.get_specification()]
+    [('worker_cores', 1, 2), ('worker_memory', 2.0, 4.0), ('idle_timeout', 1800, 1800)]
+    >>> config = options.get_configuration(options.parse_options({"worker_memory": 1.5}), user=None)
+    >>> config["worker_memory"], config["cluster_max_workers"], config["idle_timeout"]
+    (1610612736, 2, 1800.0)
+    """
+    user_memory = gateway.memory_bytes("user_max_memory")
+
+    def handler(options: Any) -> dict[str, Any]:
+        cores = int(options.worker_cores)
+        memory = int(options.worker_memory * GIB)
+        fits = min(
+            gateway.max_workers,
+            gateway.user_max_workers,
+            math.floor(gateway.user_max_cores / cores + 1e-9),
+            user_memory // memory,
+        )
+        config = {
+            "worker_cores": cores,
+            "worker_threads": cores,
+            "worker_memory": memory,
+            "cluster_max_workers": fits,
+        }
+        if "idle_timeout" in options:
+            config["idle_timeout"] = float(options.idle_timeout)
+        return config
+
+    fields: list[Any] = [
+        Integer(
+            "worker_cores",
+            default=int(gateway.worker_cores),
+            min=1,
+            max=gateway.max_worker_cores,
+            label="Worker cores",
+        ),
+        Float(
+            "worker_memory",
+            default=gateway.memory_bytes("worker_memory") / GIB,
+            min=0.25,
+            max=gateway.memory_bytes("max_worker_memory") / GIB,
+            label="Worker memory (GiB)",
+        ),
+    ]
+    if gateway.idle_timeout_s > 0:  # 0 is no timeout at all: nothing to shorten
+        fields.append(
+            Integer(
+                "idle_timeout",
+                default=gateway.idle_timeout_s,
+                min=min(IDLE_TIMEOUT_MIN_S, gateway.idle_timeout_s),
+                max=gateway.idle_timeout_s,
+                label="Stop when idle for (s)",
+            )
+        )
+    return Options(*fields, handler=handler)
+
+
 def configure_gateway(c: Any, settings: Settings) -> None:
     """Fill dask-gateway-server's config object ``c``."""
     gateway = settings.gateway
@@ -84,7 +269,7 @@ def configure_gateway(c: Any, settings: Settings) -> None:
         _ACCOUNT_PREFIX["value"] = settings.users.account_prefix
         c.DaskGateway.backend_class = UserAccountBackend
     else:  # the single-user sandbox: clusters run as the one trusted user
-        c.DaskGateway.backend_class = UnsafeLocalBackend
+        c.DaskGateway.backend_class = SandboxBackend
     clusters = Path(settings.home) / "dask-clusters"  # not under hub/ (0700): accounts enter their own
     clusters.mkdir(parents=True, exist_ok=True)
     clusters.chmod(0o711)  # each cluster's folder is its user's own, mode 0700
@@ -96,6 +281,11 @@ def configure_gateway(c: Any, settings: Settings) -> None:
     c.ClusterConfig.worker_cores = gateway.worker_cores
     c.ClusterConfig.worker_memory = gateway.worker_memory
     c.ClusterConfig.idle_timeout = float(gateway.idle_timeout_s)
+    c.Backend.cluster_options = cluster_options(gateway)
+    c.UserLimits.max_clusters = gateway.user_max_clusters
+    c.UserLimits.max_workers = gateway.user_max_workers
+    c.UserLimits.max_cores = float(gateway.user_max_cores)
+    c.UserLimits.max_memory = gateway.memory_bytes("user_max_memory")
     c.ClusterConfig.environment = {
         k: v for k, v in os.environ.items() if k.startswith(("SURVEYHUB_STORE", "AWS_ENDPOINT"))
     }

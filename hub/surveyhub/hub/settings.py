@@ -112,9 +112,58 @@ class GatewaySettings:
     proxy_port: int = 8892  # HTTP (API and dashboards), what the hub routes /services/dask-gateway/ to
     scheduler_port: int = 8893  # TCP for clients to reach their schedulers
     max_workers: int = 4  # per cluster
-    worker_cores: float = 1.0
-    worker_memory: str = "2G"
-    idle_timeout_s: int = 1800  # clusters with no client for this long are stopped
+    worker_cores: float = 1.0  # default of the cluster option `worker_cores` (whole cores)
+    worker_memory: str = "2G"  # default of the cluster option `worker_memory` (K, M, G, T: binary units)
+    idle_timeout_s: int = 1800  # clusters with no work for this long stop; users may choose less; 0: never
+    # The largest workers a user may ask for with `Gateway().cluster_options()`: bounds of the options.
+    max_worker_cores: int = 2  # on a 2-core machine, a worker may have the whole machine
+    max_worker_memory: str = "4G"
+    # Per-user limits, over all of a user's clusters together (workers only: schedulers are small). A
+    # request beyond them is refused (clusters) or scaled down (workers) with a message saying so.
+    user_max_clusters: int = 2  # pending or running clusters at once
+    user_max_workers: int = 4  # workers at once
+    user_max_cores: float = 2.0  # worker cores at once: by default what a 2-core machine has
+    user_max_memory: str = "4G"  # worker memory at once: two default workers
+
+    def __post_init__(self) -> None:
+        """Make the sizes nest: worker default <= largest a user may choose <= the user's own limit.
+
+        A bound below the default would refuse the default itself, and a user limit below one largest
+        worker would leave it no room, so such bounds are raised to fit rather than refused: settings
+        written before these keys existed (``worker_memory = "8G"``) keep meaning what they meant. Values
+        no cluster could use are refused by name.
+
+        >>> g = GatewaySettings(worker_memory="8G", worker_cores=4)
+        >>> g.max_worker_memory, g.user_max_memory, g.max_worker_cores, g.user_max_cores
+        ('8G', '8G', 4, 4.0)
+        """
+        for name in ("worker_memory", "max_worker_memory", "user_max_memory"):
+            self.memory_bytes(name)  # refuses what is not a size
+        if self.worker_cores != int(self.worker_cores) or self.worker_cores < 1:
+            raise SettingsError("gateway.worker_cores must be a whole number of cores, at least 1")
+        if min(self.max_worker_cores, self.user_max_clusters, self.user_max_workers) < 1:
+            raise SettingsError(
+                "gateway.max_worker_cores, user_max_clusters and user_max_workers must be >= 1"
+            )
+        self.max_worker_cores = max(self.max_worker_cores, int(self.worker_cores))
+        self.user_max_cores = float(max(self.user_max_cores, self.max_worker_cores))
+        if self.memory_bytes("max_worker_memory") < self.memory_bytes("worker_memory"):
+            self.max_worker_memory = self.worker_memory
+        if self.memory_bytes("user_max_memory") < self.memory_bytes("max_worker_memory"):
+            self.user_max_memory = self.max_worker_memory
+
+    def memory_bytes(self, name: str) -> int:
+        """A memory setting in bytes, read as dask-gateway reads it (``"2G"`` is 2 GiB).
+
+        >>> GatewaySettings(worker_memory="1.5G").memory_bytes("worker_memory")
+        1610612736
+        """
+        value = str(getattr(self, name)).strip()
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        try:
+            return int(float(value[:-1]) * units[value[-1].upper()]) if value[-1:].isalpha() else int(value)
+        except (KeyError, ValueError):
+            raise SettingsError(f"gateway.{name} {value!r}: use a number of bytes or K, M, G, T") from None
 
 
 @dataclass
