@@ -45,7 +45,7 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml extensions/surveyhub-lab/pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "surveyhub needs Python 3.11 or newer")'
 	@# a virtualenv built on another interpreter (say pyenv's, before this rule) is rebuilt
 	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(sys.base_prefix)')" != "$$($(PYTHON) -c 'import sys; print(sys.base_prefix)')" ]; then \
@@ -53,6 +53,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test,kubernetes]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e extensions/surveyhub-lab
 	touch $(STAMP)
 
 $(CHP): | $(STAMP)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import archive, hub, release_store
+from bench import archive, hub, lab_import, release_store
 
-BENCHMARKS = {"release_store": release_store.main, "archive": archive.main, "hub": hub.main}
+BENCHMARKS = {"release_store": release_store.main, "archive": archive.main, "hub": hub.main, "lab_import": lab_import.main}
 
 
 def main(argv: list[str]) -> int:
