@@ -6,7 +6,12 @@ import sys
 
 from bench import archive, hub, lab_import, release_store
 
-BENCHMARKS = {"release_store": release_store.main, "archive": archive.main, "hub": hub.main, "lab_import": lab_import.main}
+BENCHMARKS = {
+    "release_store": release_store.main,
+    "archive": archive.main,
+    "hub": hub.main,
+    "lab_import": lab_import.main,
+}
 
 
 def main(argv: list[str]) -> int:
