@@ -506,7 +506,8 @@ class HistoryHandler(ArchiveHandler):
         if self.caller.anonymous:
             self.send_json({"history": []})
             return
-        records = db.history(self.caller.name, self.caller.groups)
+        # in the pool: reading history first flushes the queued records, which may wait on the writer
+        records = await _in_thread(db.history, self.caller.name, self.caller.groups)
         self.send_json({"history": [_record_json(r) for r in records]})
 
 
