@@ -14,10 +14,11 @@ LOCK := images/requirements.lock
 CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 PYTEST_WORKERS ?= 2
 
-.PHONY: up test lint format bench bench-deps install system-deps clean lock reachable
+.PHONY: up test lint format bench bench-deps install system-deps clean lock reachable node
 
-# Debian packages the tests use: STILTS (votlint, taplint) to validate what the archive serves.
-DEBIAN_PACKAGES := stilts
+# Debian packages the tests use: STILTS (votlint, taplint) to validate what the archive serves; Chromium for
+# the JupyterLab panel's browser test (Playwright drives /usr/bin/chromium; its own browser download fails here).
+DEBIAN_PACKAGES := stilts chromium
 
 install: $(STAMP) $(CHP) reachable
 
@@ -45,7 +46,7 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml extensions/surveyhub-lab/pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml extensions/surveyhub-lab/pyproject.toml $(LOCK) | node
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "surveyhub needs Python 3.11 or newer")'
 	@# a virtualenv built on another interpreter (say pyenv's, before this rule) is rebuilt
 	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(sys.base_prefix)')" != "$$($(PYTHON) -c 'import sys; print(sys.base_prefix)')" ]; then \
@@ -56,16 +57,19 @@ $(STAMP): pyproject.toml extensions/surveyhub-lab/pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e extensions/surveyhub-lab
 	touch $(STAMP)
 
-$(CHP): | $(STAMP)
+# Node.js: configurable-http-proxy, and the JupyterLab extension's build (pip install runs jlpm).
+node:
 	@if ! command -v npm >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
 	  else \
-	    echo "surveyhub needs Node.js for configurable-http-proxy. Run as root:"; \
+	    echo "surveyhub needs Node.js (configurable-http-proxy, the JupyterLab extension). Run as root:"; \
 	    echo "  apt-get update && apt-get install -y nodejs npm"; exit 1; \
 	  fi; \
 	fi
+
+$(CHP): | $(STAMP)
 	npm install --prefix $(VENV)/node --no-audit --no-fund --silent configurable-http-proxy@5
 
 # Writes the lock from the current environment; commit it with the change to pyproject.toml.
