@@ -78,7 +78,7 @@ def test_cluster_options_show_the_platform_bounds(kernel: Kernel) -> None:
     assert "worker_cores must be <= 2" in result.error[1]
 
 
-def test_connect_starts_a_cluster_with_the_chosen_worker_memory(platform: Platform, kernel: Kernel) -> None:
+def _connect_starts_a_cluster_with_the_chosen_worker_memory(platform: Platform, kernel: Kernel) -> None:
     output = kernel.check(
         "client = sa.connect(workers=1, worker_memory=1.5)\n"
         "workers = client.scheduler_info()['workers'].values()\n"
@@ -96,7 +96,7 @@ def test_connect_starts_a_cluster_with_the_chosen_worker_memory(platform: Platfo
     seen["first"] = info["name"]
 
 
-def test_limits_cut_a_scale_down_and_refuse_a_third_cluster(kernel: Kernel) -> None:
+def _limits_cut_a_scale_down_and_refuse_a_third_cluster(kernel: Kernel) -> None:
     # The first cluster holds 1 of dora's 2 worker cores: a second cluster asking for 3 workers gets 1.
     output = kernel.check(
         "g = Gateway()\n"
@@ -124,7 +124,7 @@ def test_limits_cut_a_scale_down_and_refuse_a_third_cluster(kernel: Kernel) -> N
     assert "Gateway().stop_cluster(name)" in message
 
 
-def test_user_lists_and_stops_clusters_through_the_hub(kernel: Kernel) -> None:
+def _user_lists_and_stops_clusters_through_the_hub(kernel: Kernel) -> None:
     listed = _last_json(
         kernel.check(
             "before = sorted(c.name for c in g.list_clusters())\n"
@@ -149,7 +149,7 @@ def test_user_lists_and_stops_clusters_through_the_hub(kernel: Kernel) -> None:
     assert gone == [True, [seen["first"]]]
 
 
-def test_a_stack_runs_on_the_gateway_cluster_and_lands_in_the_cloud_space(
+def _a_stack_runs_on_the_gateway_cluster_and_lands_in_the_cloud_space(
     platform: Platform, platform_store: ReleaseStore, kernel: Kernel
 ) -> None:
     output = kernel.check(
@@ -180,3 +180,14 @@ def test_a_stack_runs_on_the_gateway_cluster_and_lands_in_the_cloud_space(
     assert record["query"]["classes"] == QUERY["classes"]
     assert written.column("label").to_pylist() == expected.labels
     assert (cloud / "stacks" / "by-class.query.json").exists()
+
+
+def test_a_users_clusters_from_start_to_stop(
+    platform: Platform, platform_store: ReleaseStore, kernel: Kernel
+) -> None:
+    """One story in one kernel, in order (xdist may reorder separate tests): connect with chosen options,
+    hit the per-user limits, list and stop through the hub, then a stack on the gateway cluster."""
+    _connect_starts_a_cluster_with_the_chosen_worker_memory(platform, kernel)
+    _limits_cut_a_scale_down_and_refuse_a_third_cluster(kernel)
+    _user_lists_and_stops_clusters_through_the_hub(kernel)
+    _a_stack_runs_on_the_gateway_cluster_and_lands_in_the_cloud_space(platform, platform_store, kernel)

@@ -95,12 +95,15 @@ def test_servers_reach_their_own_prefix_and_teams_only(platform: Platform) -> No
 
 
 def test_stopping_a_server_revokes_its_keys(platform: Platform, iam_server: IAMServer) -> None:
+    """carl's own server (not one the other test uses: xdist may run the two in either order)."""
+    platform.add_user("carl", ["lamost-partners"])
+    platform.spawn("carl")
     iam = iam_server.client("iam")
-    keys = iam.list_access_keys(UserName="surveyhub-bob")["AccessKeyMetadata"]
+    keys = iam.list_access_keys(UserName="surveyhub-carl")["AccessKeyMetadata"]
     assert len(keys) == 1
-    assert platform.hub.api("DELETE", "users/bob/server").status_code in (202, 204)
+    assert platform.hub.api("DELETE", "users/carl/server").status_code in (202, 204)
     for _ in range(100):
-        if not iam.list_access_keys(UserName="surveyhub-bob")["AccessKeyMetadata"]:
+        if not iam.list_access_keys(UserName="surveyhub-carl")["AccessKeyMetadata"]:
             break
         time.sleep(0.2)
-    assert iam.list_access_keys(UserName="surveyhub-bob")["AccessKeyMetadata"] == []
+    assert iam.list_access_keys(UserName="surveyhub-carl")["AccessKeyMetadata"] == []

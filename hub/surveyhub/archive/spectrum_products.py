@@ -642,6 +642,9 @@ class PngCache:
             raise ValueError(
                 "PngCache stores PNG images only: the data does not start with the PNG signature"
             )
+        with self._lock:  # counted once, before any writer of this process adds its file
+            if self._state.total is None:
+                self._state.total = sum(size for _, size, _ in self._files())
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -652,10 +655,7 @@ class PngCache:
                 os.unlink(tmp)
             raise
         with self._lock:
-            if self._state.total is None:
-                self._state.total = sum(size for _, size, _ in self._files())  # includes this file
-            else:
-                self._state.total += len(data)  # an over-estimate when a key is rewritten: fixed at eviction
+            self._state.total += len(data)  # an over-estimate when a key is rewritten: fixed at eviction
             over = self._state.total > self.max_bytes
         if over:
             self.evict()
