@@ -21,6 +21,13 @@ from tornado.httpclient import HTTPClientError
 #: One worker builds the lab store and runs these (``make test`` runs with ``--dist loadgroup``).
 pytestmark = pytest.mark.xdist_group("lab")
 
+
+async def start_import(api: Any, version: str, obsids: list[int], folder: str) -> tuple[int, Any]:
+    """``POST surveyhub/imports`` of DEMO ``version``'s ``obsids`` into ``folder`` of the user's space."""
+    body = {"release": "DEMO", "version": version, "obsids": obsids, "destination": {"folder": folder}}
+    return await api("surveyhub", "imports", method="POST", body=body)
+
+
 ROUTES = [
     ("GET", ("surveyhub", "releases")),
     ("GET", ("surveyhub", "search")),
@@ -214,12 +221,7 @@ async def test_an_import_of_a_version_the_user_may_not_read_is_refused(
     api: Any, cloud: Path, spectra: Spectra, lab_user: str
 ) -> None:
     obsids = spectra.with_files[("v0", "lrs")][:5]
-    status, body = await api(
-        "surveyhub",
-        "imports",
-        method="POST",
-        body={"release": "DEMO", "version": "v0", "obsids": obsids, "destination": {"folder": "v0"}},
-    )
+    status, body = await start_import(api, "v0", obsids, "v0")
     assert status == 404
     assert body["code"] == "version_not_readable"
     assert "DEMO/v0" in body["error"]
@@ -231,23 +233,13 @@ async def test_obsids_outside_the_version_or_without_files_are_refused(
     api: Any, cloud: Path, spectra: Spectra
 ) -> None:
     v0_only = spectra.only_in_v0()[:3]
-    status, body = await api(
-        "surveyhub",
-        "imports",
-        method="POST",
-        body={"release": "DEMO", "version": "v1", "obsids": v0_only, "destination": {"folder": "x"}},
-    )
+    status, body = await start_import(api, "v1", v0_only, "x")
     assert (status, body["code"]) == (400, "obsids_not_found")
     assert str(v0_only[0]) in body["error"]
     assert body["obsids"] == v0_only
 
     no_file = spectra.without_files["v1"][:2]
-    status, body = await api(
-        "surveyhub",
-        "imports",
-        method="POST",
-        body={"release": "DEMO", "version": "v1", "obsids": no_file, "destination": {"folder": "x"}},
-    )
+    status, body = await start_import(api, "v1", no_file, "x")
     assert (status, body["code"]) == (400, "spectra_missing")
     assert str(no_file[0]) in body["error"]
 
@@ -320,12 +312,7 @@ async def test_an_import_over_quota_is_refused_before_copying(
     (user_dir(cloud)).mkdir(parents=True)
     (user_dir(cloud) / "old.bin").write_bytes(b"\0" * 200_000)
     obsids = spectra.with_files[("v1", "lrs")][:20]
-    status, body = await api(
-        "surveyhub",
-        "imports",
-        method="POST",
-        body={"release": "DEMO", "version": "v1", "obsids": obsids, "destination": {"folder": "big"}},
-    )
+    status, body = await start_import(api, "v1", obsids, "big")
     assert (status, body["code"]) == (413, "quota_exceeded"), body
     assert body["used_bytes"] == 200_000
     assert body["quota_bytes"] == 1_000_000
@@ -352,12 +339,7 @@ async def test_a_cancelled_import_leaves_only_whole_files_and_resume_copies_only
     api: Any, cloud: Path, spectra: Spectra, lab_app: Any
 ) -> None:
     obsids = spectra.with_files[("v1", "lrs")][:20]
-    status, started = await api(
-        "surveyhub",
-        "imports",
-        method="POST",
-        body={"release": "DEMO", "version": "v1", "obsids": obsids, "destination": {"folder": "slow"}},
-    )
+    status, started = await start_import(api, "v1", obsids, "slow")
     assert status == 202, started
     progress = await wait_for(api, started["id"], lambda p: p["files_done"] >= 4 or ended(p))
     assert progress["status"] == "running"
@@ -406,12 +388,7 @@ async def test_an_import_into_s3_is_verified_atomic_and_resumable(
 
     s3 = fsspec.filesystem("s3", skip_instance_cache=True, **lab_config["cloud_storage_options"])
     obsids = spectra.with_files[("v1", "lrs")][:20]
-    status, started = await api(
-        "surveyhub",
-        "imports",
-        method="POST",
-        body={"release": "DEMO", "version": "v1", "obsids": obsids, "destination": {"folder": "s3/run"}},
-    )
+    status, started = await start_import(api, "v1", obsids, "s3/run")
     assert status == 202, started
     assert started["url"] == lab_config["cloud_url"] + "s3/run/"
     await wait_for(api, started["id"], lambda p: p["files_done"] >= 3 or ended(p))
