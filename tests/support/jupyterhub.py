@@ -108,7 +108,7 @@ def running_hub(
 
     ``port`` is the public (proxy) port that the configuration binds (``c.JupyterHub.bind_url``); the hub
     counts as up when ``{url}hub/health`` answers through the proxy. On exit the hub gets SIGTERM, which it
-    passes on to its proxy and managed services, and is killed if it has not stopped after 20 s.
+    passes on to its proxy and managed services, and is killed if it has not stopped after 60 s.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}/"
@@ -138,7 +138,7 @@ def running_hub(
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)  # stopping every server first can take a while
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -79,8 +79,19 @@ def ensure_admin_account(settings: Settings, url: str) -> tuple[str, Path | None
         },
         timeout=30,
     )
-    if response.status_code != 200 or "error" in response.url:
-        raise RuntimeError(f"could not create the admin account {name}: {response.status_code}")
+    # The sign-up page answers 200 whether or not it made the account: only a login proves it did.
+    session.get(f"{url}hub/login", timeout=10)
+    login = session.post(
+        f"{url}hub/login",
+        data={"username": name, "password": password, "_xsrf": session.cookies.get("_xsrf", "")},
+        allow_redirects=False,
+        timeout=30,
+    )
+    if response.status_code != 200 or login.status_code != 302:
+        raise RuntimeError(
+            f"could not create the admin account {name} (sign-up {response.status_code}, login "
+            f"{login.status_code}): is the name taken already? Nothing was written."
+        )
     fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(password + "\n")

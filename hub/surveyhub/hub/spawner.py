@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Any as AnyTrait
@@ -51,6 +51,7 @@ class SurveyhubSpawner(LocalProcessSpawner):
     def _isolate_default(self) -> bool:
         return running_as_root()
 
+    _brokers: ClassVar[dict[int, Any]] = {}  # one credential broker per settings object, made once
     _access: UserAccess | None = None
     _account: Account | None = None
     _home: Path | None = None
@@ -98,20 +99,25 @@ class SurveyhubSpawner(LocalProcessSpawner):
             self.popen_kwargs = {**self.popen_kwargs, "cwd": str(self._home)}
         return await super().start()
 
+    def _broker(self) -> Any:
+        """The settings' credential broker (None for local cloud space), built once, not per spawn."""
+        key = id(self.settings)
+        if key not in self._brokers:
+            from surveyhub.hub.credentials import make_broker
+
+            self._brokers[key] = make_broker(self.settings.cloud)
+        return self._brokers[key]
+
     async def stop(self, now: bool = False) -> None:
         """Stop the server, then take back its S3 keys (IAM users; STS credentials simply expire)."""
         await super().stop(now=now)
-        from surveyhub.hub.credentials import make_broker
-
-        broker = make_broker(self.settings.cloud)
+        broker = self._broker()
         if broker is not None:
             await broker.revoke(self.user.name)
 
     async def _credentials(self) -> dict[str, str]:
         """S3 keys for the user's and teams' prefixes, from the broker (none for local cloud space)."""
-        from surveyhub.hub.credentials import make_broker
-
-        broker = make_broker(self.settings.cloud)
+        broker = self._broker()
         if broker is None or self._access is None:
             return {}
         creds = await broker.issue(self.user.name, list(self._access.teams))
