@@ -66,6 +66,20 @@ def sexagesimal(ra: float, dec: float) -> str:
     return f"{hh:02d}:{mm:02d}:{ss:05.2f} {sign}{dd:02d}:{dm:02d}:{ds:04.1f}"
 
 
+def set_field(field, text: str) -> None:
+    """Put ``text`` in a text field, as a user selecting what is there and typing over it; check it took.
+
+    Playwright fills a field by selecting its text and then typing (or pressing Delete, for ""); on a
+    loaded machine the selection can be lost in between, so the old text stays (a stale redshift bound
+    silently narrowed a search in CI) or is typed after. So the value is checked, and set again.
+    """
+    for _ in range(5):
+        field.fill(text)
+        if field.input_value() == text:
+            return
+    raise AssertionError(f"{field} holds {field.input_value()!r}, not {text!r}, after being set")
+
+
 def widen_left_area(page, width: int) -> None:
     """Drag the handle between the left area and the main area, as a user makes room for the table."""
     handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
@@ -177,21 +191,21 @@ def test_search_preview_and_import_from_the_panel(
     shots(page, "panel-open")
 
     # 3. invalid input is flagged at its field, and nothing is asked of the server
-    panel.locator('input[name="pos"]').fill("12:99:00 +91:00:00")
-    panel.locator('input[name="z_min"]').fill("0.5")
-    panel.locator('input[name="z_max"]').fill("0.1")
+    set_field(panel.locator('input[name="pos"]'), "12:99:00 +91:00:00")
+    set_field(panel.locator('input[name="z_min"]'), "0.5")
+    set_field(panel.locator('input[name="z_max"]'), "0.1")
     panel.locator(".jp-SurveyPanel-search").click()
     expect(panel.locator('.jp-SurveyPanel-error[data-field="pos"]')).to_contain_text("cannot read")
     expect(panel.locator('.jp-SurveyPanel-error[data-field="zmax"]')).to_contain_text("lower bound")
     expect(panel.locator('input[name="pos"]')).to_have_attribute("aria-invalid", "true")
     shots(page, "invalid-input")
     assert searches == []
-    panel.locator('input[name="z_min"]').fill("")
-    panel.locator('input[name="z_max"]').fill("")
+    set_field(panel.locator('input[name="z_min"]'), "")
+    set_field(panel.locator('input[name="z_max"]'), "")
 
     # 4. a cone with a sexagesimal centre: rows, thumbnails, and the exact total
-    panel.locator('input[name="pos"]').fill(sexagesimal(ra, dec))
-    panel.locator('input[name="radius"]').fill("3")
+    set_field(panel.locator('input[name="pos"]'), sexagesimal(ra, dec))
+    set_field(panel.locator('input[name="radius"]'), "3")
     panel.locator('select[name="radius_unit"]').select_option("deg")
     panel.locator(".jp-SurveyPanel-search").click()
     expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", str(cone["total"]))
@@ -204,8 +218,8 @@ def test_search_preview_and_import_from_the_panel(
     assert len(searches) == 1
 
     # 5. a pasted obsid list (one a line): exactly those rows
-    panel.locator('input[name="pos"]').fill("")
-    panel.locator('textarea[name="obsids"]').fill("\n".join(map(str, chosen)))
+    set_field(panel.locator('input[name="pos"]'), "")
+    set_field(panel.locator('textarea[name="obsids"]'), "\n".join(map(str, chosen)))
     panel.locator(".jp-SurveyPanel-search").click()
     expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", str(len(chosen)))
     rows = panel.locator("tr.jp-SurveyPanel-row")
@@ -240,7 +254,7 @@ def test_search_preview_and_import_from_the_panel(
         picked.append(int(rows.nth(i).get_attribute("data-obsid")))
     expect(panel.locator(".jp-SurveyPanel-selectedCount")).to_have_attribute("data-count", str(N_IMPORT))
     panel.locator('select[name="destination"]').select_option(label="Your space")
-    panel.locator('input[name="folder"]').fill(FOLDER)
+    set_field(panel.locator('input[name="folder"]'), FOLDER)
     button = panel.locator(".jp-SurveyPanel-import")
     expect(button).to_have_text(f"Import {N_IMPORT} spectra")
     button.scroll_into_view_if_needed()
