@@ -407,6 +407,9 @@ def test_dockerfiles_install_the_lock_and_copy_only_what_exists(dockerfile: Path
         )
     user = [rest for word, rest in instructions if word == "USER"]
     assert user == ["1000"]
+    if dockerfile.parent.name == "lab":  # every user's server loads the panel: its wheel is built in
+        assert "extensions/surveyhub-lab" in sources
+        assert "./extensions/surveyhub-lab" in runs
 
 
 def test_the_lock_has_what_the_images_need() -> None:
