@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from bench import archive, hub, lab_import, release_store
+from bench import analysis, apps, archive, hub, lab_import, lab_search, release_store, workbench
 
 BENCHMARKS = {
     "release_store": release_store.main,
     "archive": archive.main,
     "hub": hub.main,
     "lab_import": lab_import.main,
+    "analysis": analysis.main,
+    "lab_search": lab_search.main,
+    "workbench": workbench.main,
+    "apps": apps.main,
 }
 
 

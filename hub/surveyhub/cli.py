@@ -244,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument(
         "--allow-anonymous", action="store_true", help="anonymous callers read public versions"
     )
-    archive.add_argument("--db", default=None, help="platform database URL (default: SQLite in the cache)")
+    archive.add_argument(
+        "--db",
+        default=os.environ.get("SURVEYHUB_ARCHIVE_DATABASE_URL") or None,
+        help="platform database URL (default: $SURVEYHUB_ARCHIVE_DATABASE_URL, else SQLite in the cache)",
+    )
     archive.add_argument("--max-radius", type=float, default=10.0, help="largest cone, degrees")
     archive.add_argument("--timeout", type=float, default=60.0, help="time limit of one query, seconds")
     archive.set_defaults(func=_cmd_archive)

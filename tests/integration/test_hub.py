@@ -142,6 +142,22 @@ def test_cloud_space_is_private(platform: Platform, kernels: dict[str, Kernel]) 
     assert result == "PermissionError"
 
 
+def test_tutorials_are_each_users_own_copies(platform: Platform, kernels: dict[str, Kernel]) -> None:
+    shipped = sorted(p.name for p in (Path(__file__).parents[2] / "notebooks" / "tutorials").glob("*.ipynb"))
+    assert shipped
+    listing = "import os, json; print(json.dumps(sorted(os.listdir(os.path.expanduser('~/tutorials')))))"
+    for name in USERS:
+        assert _json(kernels[name], listing) == shipped, name
+    # alice edits hers (she owns it); bob's copy is not hers to touch, and stays as shipped
+    first = f"~/tutorials/{shipped[0]}"
+    kernels["alice"].check(f"import os; open(os.path.expanduser({first!r}), 'a').write(' ')")
+    alice_home = platform.base / "homes" / platform.account("alice")
+    bob_home = platform.base / "homes" / platform.account("bob")
+    assert (alice_home / first[2:]).stat().st_uid == (alice_home).stat().st_uid
+    result = kernels["alice"].raised(f"open({str(bob_home / first[2:])!r}, 'a').write('x')")
+    assert result == "PermissionError"
+
+
 def test_team_folder_is_shared_by_members_only(kernels: dict[str, Kernel]) -> None:
     path = "~/teams/astro/plan.txt"
     kernels["alice"].check(f"import os; open(os.path.expanduser({path!r}), 'w').write('alice\\n')")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,9 +208,23 @@ def test_history_is_kept_and_shared_with_a_team(url: str) -> None:
     assert record["rows"] == 1
     assert not any("snrg > 77" in r["query"] for r in carol.get(url + "api/history").json()["history"])
     assert alice.post(url + f"api/history/{record['id']}/share?team=lamost-partners").status_code == 403
-    assert alice.post(url + f"api/history/{record['id']}/share?team=lamost-wg").status_code == 200
+    # lamost-wg is alice's group but not a team: release access is not a choice to work together
+    not_a_team = alice.post(url + f"api/history/{record['id']}/share?team=lamost-wg")
+    assert not_a_team.status_code == 403
+    assert "not a team" in not_a_team.reason
+    assert alice.post(url + f"api/history/{record['id']}/share?team=gaia-team").status_code == 200
     assert any(r["id"] == record["id"] for r in carol.get(url + "api/history").json()["history"])
     assert not any(r["id"] == record["id"] for r in bob.get(url + "api/history").json()["history"])
+
+
+def test_a_search_marked_history_0_stays_out_of_the_history(url: str) -> None:
+    alice = _session(ALICE)
+    search = url + "api/DEMO/v0/search"
+    assert alice.get(search, params={"snrg_min": "71.25", "limit": "0", "history": "0"}).status_code == 200
+    assert alice.get(search, params={"snrg_min": "72.5", "limit": "0"}).status_code == 200
+    queries = [json.dumps(r["query"]) for r in alice.get(url + "api/history").json()["history"]]
+    assert any("72.5" in q for q in queries)
+    assert not any("71.25" in q for q in queries)
 
 
 def test_vosi_endpoints(url: str) -> None:

@@ -13,7 +13,8 @@ import requests
 
 from tests.support.s3 import _free_port
 
-#: Tokens of the test users: alice is in the working group, bob only a partner, carol in both.
+#: Tokens of the test users: alice is in the working group, bob only a partner, carol in both; alice and
+#: carol are also the team ``gaia-team`` (the file's ``teams`` says which groups are teams).
 ALICE = "alice-token-0123456789"
 BOB = "bob-token-9876543210"
 CAROL = "carol-token-5555555555"
@@ -22,9 +23,10 @@ CAROL = "carol-token-5555555555"
 def write_tokens(path: Path) -> Path:
     """The tokens file the service reads."""
     path.write_text(
-        f'[tokens.{ALICE}]\nuser = "alice"\ngroups = ["lamost-wg"]\n\n'
+        'teams = ["gaia-team"]\n\n'
+        f'[tokens.{ALICE}]\nuser = "alice"\ngroups = ["lamost-wg", "gaia-team"]\n\n'
         f'[tokens.{BOB}]\nuser = "bob"\ngroups = ["lamost-partners"]\n\n'
-        f'[tokens.{CAROL}]\nuser = "carol"\ngroups = ["lamost-wg", "lamost-partners"]\n'
+        f'[tokens.{CAROL}]\nuser = "carol"\ngroups = ["lamost-wg", "lamost-partners", "gaia-team"]\n'
     )
     return path
 

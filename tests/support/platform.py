@@ -48,6 +48,7 @@ def platform_settings(base: Path, store_root: str, **sections: dict[str, Any]) -
             "bind_url": f"http://127.0.0.1:{free_port()}",
             "hub_port": free_port(),
             "proxy_api_port": free_port(),
+            "apps_port": free_port(),
             "authenticator": "dummy",
             "admin_users": ["admin"],
             "oauth": {"password": PASSWORD},

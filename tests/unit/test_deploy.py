@@ -153,6 +153,7 @@ def test_values_and_settings_agree(values: dict, gateway_values: dict, settings:
     )
     ingress_ports = [p["port"] for rule in values["hub"]["networkPolicy"]["ingress"] for p in rule["ports"]]
     assert settings.archive.port in ingress_ports
+    assert settings.hub.apps_port in ingress_ports
     worker = gateway_values["gateway"]["backend"]["worker"]
     assert worker["memory"]["limit"] == settings.gateway.worker_memory
     assert float(worker["cores"]["limit"]) == settings.gateway.worker_cores
@@ -290,9 +291,13 @@ def test_a_hub_initialises_with_the_chart_and_surveyhub_config(
     from jupyterhub.app import JupyterHub
     from kubespawner import KubeSpawner
     from oauthenticator.generic import GenericOAuthenticator
+    from tornado.httpclient import AsyncHTTPClient
 
     c = run_extra_config(values)
     c.JupyterHub.db_url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    # JupyterHub makes curl the whole process's default HTTP client (init_pycurl): put it back after, so
+    # the other tests this worker runs get tornado's own client, as their servers do
+    saved_client = AsyncHTTPClient._save_configuration()
 
     async def initialise() -> JupyterHub:
         app = JupyterHub(config=c)
@@ -313,6 +318,7 @@ def test_a_hub_initialises_with_the_chart_and_surveyhub_config(
     finally:
         app.db.close()
         JupyterHub.clear_instance()
+        AsyncHTTPClient._restore_configuration(saved_client)
 
 
 def test_gateway_extra_config_configures_real_kube_clusters(gateway_values: dict, settings: Settings) -> None:
@@ -410,6 +416,11 @@ def test_dockerfiles_install_the_lock_and_copy_only_what_exists(dockerfile: Path
     if dockerfile.parent.name == "lab":  # every user's server loads the panel: its wheel is built in
         assert "extensions/surveyhub-lab" in sources
         assert "./extensions/surveyhub-lab" in runs
+        # the apps and tutorials a pod's postStart hook (surveyhub.hub.tutorials) puts in its home
+        assert {"notebooks/apps", "notebooks/tutorials"} <= set(sources)
+        env = " ".join(rest for word, rest in instructions if word == "ENV")
+        assert "SURVEYHUB_APPS_DIR=" in env
+        assert "SURVEYHUB_TUTORIALS_DIR=" in env
 
 
 def test_the_lock_has_what_the_images_need() -> None:

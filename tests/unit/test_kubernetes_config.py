@@ -25,6 +25,7 @@ from surveyhub._version import __version__
 from surveyhub.hub.access import TEAM_PROPERTY
 from surveyhub.hub.kubernetes import (
     CLOUD_VOLUME,
+    POD_HOME_SETUP,
     RELEASES_VOLUME,
     KubernetesOptions,
     chart_settings_kept,
@@ -304,6 +305,8 @@ def test_chart_values_win_and_options_come_from_hub_extra(
     assert CLOUD_VOLUME not in volumes
     assert "home" not in volumes
     assert env_of(pod)["SURVEYHUB_ARCHIVE_URL"] == "http://proxy-public.sh.svc/services/archive/"
+    # at start the pod puts the tutorials and the apps' link into its home
+    assert notebook["lifecycle"]["postStart"]["exec"]["command"] == POD_HOME_SETUP
 
 
 def test_unknown_cluster_options_are_refused_by_name(store: ReleaseStore, tmp_path: Path) -> None:
@@ -327,6 +330,7 @@ def test_services_are_adapted_to_the_cluster(
     c = Config()
     c.JupyterHub.services = [
         {"name": "archive", "url": "http://127.0.0.1:8890", "command": ["surveyhub", "archive", "--hub"]},
+        {"name": "apps", "url": "http://127.0.0.1:8894", "command": ["python", "-m", "surveyhub.apps"]},
         {"name": "dask-gateway", "url": "http://127.0.0.1:8892", "command": ["dask-gateway-server"]},
         {"name": "idle-culler", "command": ["python", "-m", "jupyterhub_idle_culler", "--timeout=3600"]},
     ]
@@ -334,6 +338,7 @@ def test_services_are_adapted_to_the_cluster(
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["archive"]["url"] == "http://10.1.2.3:8890"
     assert services["archive"]["command"] == ["surveyhub", "archive", "--hub"]
+    assert services["apps"]["url"] == "http://10.1.2.3:8894"  # the "Apps" page, also in the hub pod
     assert services["dask-gateway"] == {
         "name": "dask-gateway",
         "url": "http://traefik-dask-gateway",

@@ -6,6 +6,7 @@ import {
 } from '@jupyterlab/application';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { appsPlugin } from './apps';
 import { SurveyPanel } from './panel';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
@@ -35,6 +36,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null
   ) => {
     const panel = new SurveyPanel();
+    panel.commands = app.commands;
     panel.title.icon = surveyIcon;
     panel.title.caption = 'Survey data';
     shell.add(panel, 'left', { rank: 850 });
@@ -48,4 +50,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, appsPlugin];

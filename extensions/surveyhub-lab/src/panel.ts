@@ -1,8 +1,16 @@
+import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { IActionHost, ResultActions } from './actions';
 import { formatBytes, formatCell, formatSeconds, h } from './dom';
-import { parseSpectrumCSV, spectrumPlot } from './plot';
+import { HistoryView, IHistoryHost } from './history';
+import { IImportsHost, ImportsView, openImportFolder } from './importsTab';
+import { AdqlTab } from './adql';
+import { NameHint } from './resolve';
+import { ISearchHost, pageOf, SearchTabs } from './searchTabs';
+import { UploadTab } from './upload';
+import { parsePixels, parseSpectrumCSV, spectrumPlot } from './plot';
 import {
   ApiError,
   IDestination,
@@ -18,9 +26,9 @@ import {
 import {
   checkFolder,
   checkNumber,
+  checkPositionField,
   checkRadius,
   parseObsids,
-  parsePosition,
   RADIUS_UNITS
 } from './validate';
 
@@ -58,7 +66,22 @@ const PARAM_FIELDS: Record<string, FieldName> = {
  * The "Survey data" side panel: pick a release version, search it, preview spectra, select rows and
  * import their files into one of your spaces.
  */
-export class SurveyPanel extends Widget {
+export class SurveyPanel
+  extends Widget
+  implements IActionHost, IHistoryHost, IImportsHost, ISearchHost
+{
+  /** The application's commands (set by the plugin): opens generated notebooks. */
+  commands: JupyterFrontEnd['commands'] | null = null;
+  private actions = new ResultActions(this);
+  private history = new HistoryView(this);
+  private importsTab = new ImportsView(this);
+  // the other ways to search (ADQL, position-list upload) and names in the position field
+  private nameHint = new NameHint();
+  private adqlTab = new AdqlTab(this);
+  private uploadTab = new UploadTab(this);
+  private searchTabs: SearchTabs | null = null;
+  /** All rows of an ADQL query or an upload, paged in the browser (null: pages come from the search). */
+  private localRows: ISearchResult | null = null;
   private releases: IRelease[] = [];
   private destinations: IDestination[] = [];
   private params: Record<string, string> | null = null;
@@ -164,6 +187,7 @@ export class SurveyPanel extends Widget {
 
   dispose(): void {
     this.stopPolling();
+    this.importsTab.stop();
     this.revokeBlobs();
     super.dispose();
   }
@@ -213,7 +237,8 @@ export class SurveyPanel extends Widget {
           void this.search();
         }
       },
-      this.field('pos', 'Position (RA Dec)', this.pos),
+      this.field('pos', 'Position (RA Dec) or LAMOST designation', this.pos),
+      this.nameHint.node,
       this.field('radius', 'Radius', this.radius, this.radiusUnit),
       this.field('obsids', 'Obsids', this.obsids),
       this.field('class', 'Class', this.cls),
@@ -261,12 +286,13 @@ export class SurveyPanel extends Widget {
         ),
         this.releaseInfo
       ),
-      form,
+      this.searchForms(form),
       this.status,
       h(
         'section',
         { class: 'jp-SurveyPanel-results' },
         this.summary,
+        this.actions.node,
         this.pager,
         this.selectionBar,
         h('div', { class: 'jp-SurveyPanel-tableWrap' }, this.table)
@@ -300,6 +326,7 @@ export class SurveyPanel extends Widget {
         requestAPI<{ destinations: IDestination[] }>('destinations')
       ]);
       this.releases = releases.releases ?? [];
+      this.history.setUser(releases.user ?? null);
       this.destinations = dests.destinations ?? [];
     } catch (error) {
       this.setStatus(`Cannot reach the archive: ${message(error)}`, true);
@@ -361,6 +388,7 @@ export class SurveyPanel extends Widget {
         : ''
     );
     this.folder.value = `imports/${r.release}-${r.version}-${stamp()}`;
+    this.searchTabs?.versionChanged();
   }
 
   // ---- the search ----
@@ -398,8 +426,7 @@ export class SurveyPanel extends Widget {
     }
     const pos = this.pos.value.trim();
     if (pos) {
-      const parsed = parsePosition(pos);
-      set('pos', typeof parsed === 'string' ? parsed : null);
+      set('pos', checkPositionField(pos));
       const radiusError = checkRadius(this.radius.value, this.radiusUnit.value);
       set('radius', radiusError);
       params.pos = pos;
@@ -464,14 +491,67 @@ export class SurveyPanel extends Widget {
       return;
     }
     this.params = params;
+    this.localRows = null;
     this.offset = 0;
     this.selected.clear();
     this.clearPreview();
+    void this.nameHint.update(
+      this.release,
+      params.catalog ?? 'lrs',
+      params.pos ?? ''
+    );
     await this.fetchPage();
+  }
+
+  // ---- the other ways to search (src/searchTabs.ts, src/adql.ts, src/upload.ts) ----
+
+  private searchForms(form: HTMLElement): HTMLElement {
+    this.searchTabs = new SearchTabs([
+      { id: 'search', label: 'Search', body: form },
+      { id: 'adql', label: 'ADQL', body: this.adqlTab.node, tab: this.adqlTab },
+      { id: 'upload', label: 'Upload list', body: this.uploadTab.node },
+      {
+        id: 'history',
+        label: 'History',
+        body: this.history.node,
+        tab: this.history
+      },
+      {
+        id: 'imports',
+        label: 'Imports',
+        body: this.importsTab.node,
+        tab: this.importsTab
+      }
+    ]);
+    return this.searchTabs.node;
+  }
+
+  searchVersion(): IRelease | null {
+    return this.release;
+  }
+
+  searchCatalog(): string {
+    return this.catalogSelect.value || 'lrs';
+  }
+
+  showRows(result: ISearchResult, note = ''): void {
+    this.searchSeq++;
+    this.params = null;
+    this.localRows = result;
+    this.offset = 0;
+    this.selected.clear();
+    this.clearPreview();
+    this.result = pageOf(result, 0, this.pageSize);
+    this.setStatus(note);
+    this.renderResults();
   }
 
   private async fetchPage(): Promise<void> {
     if (!this.params) {
+      if (this.localRows) {
+        this.result = pageOf(this.localRows, this.offset, this.pageSize);
+        this.renderResults();
+      }
       return;
     }
     const seq = ++this.searchSeq;
@@ -600,6 +680,7 @@ export class SurveyPanel extends Widget {
     );
 
     const obsidIndex = res.columns.findIndex(c => c.name === 'obsid');
+    const zIndex = res.columns.findIndex(c => c.name === 'z');
     const pageIds =
       obsidIndex < 0 ? [] : res.rows.map(row => String(row[obsidIndex]));
     const all = h('input', {
@@ -679,7 +760,13 @@ export class SurveyPanel extends Widget {
               : ''
           ].join(' '),
           'data-obsid': obsid ?? '',
-          onclick: () => obsid !== undefined && void this.showPreview(obsid, tr)
+          onclick: () =>
+            obsid !== undefined &&
+            void this.showPreview(
+              obsid,
+              tr,
+              zIndex < 0 ? undefined : row[zIndex]
+            )
         },
         h('td', { class: 'jp-SurveyPanel-checkCell' }, check),
         h('td', { class: 'jp-SurveyPanel-thumbCell' }, thumb),
@@ -702,6 +789,113 @@ export class SurveyPanel extends Widget {
       );
     }
     this.renderSelection();
+    this.actions.update();
+  }
+
+  // ---- what the result actions and the history use ----
+
+  searchParams(): Record<string, string> | null {
+    return this.params;
+  }
+
+  currentResult(): ISearchResult | null {
+    return this.result;
+  }
+
+  selection(): Set<string> {
+    return this.selected;
+  }
+
+  selectionChanged(): void {
+    this.renderResults();
+  }
+
+  lastImport(): IImportProgress | null {
+    return this.current;
+  }
+
+  showStatus(text: string, error = false): void {
+    this.setStatus(text, error);
+  }
+
+  spaces(): IDestination[] {
+    return this.destinations;
+  }
+
+  /** Fill the form with a search of the history and run it (constraints the form lacks still apply). */
+  rerun(
+    release: string,
+    version: string,
+    params: Record<string, string>
+  ): void {
+    const index = this.releases.findIndex(
+      r => r.release === release && r.version === version
+    );
+    if (index < 0) {
+      this.setStatus(
+        `${release} ${version} is not readable with your account.`,
+        true
+      );
+      return;
+    }
+    this.releaseSelect.value = String(index);
+    this.onRelease();
+    this.searchTabs?.show('search');
+    this.resetForm();
+    const rest = { ...params };
+    this.catalogSelect.value = rest.catalog ?? 'lrs';
+    if (rest.pos) {
+      this.pos.value = rest.pos;
+      const radius = /^([0-9.eE+-]+)\s*(deg|arcmin|arcsec)?$/.exec(
+        rest.radius ?? ''
+      );
+      if (radius) {
+        this.radius.value = radius[1];
+        this.radiusUnit.value = radius[2] ?? 'deg';
+      }
+    }
+    this.obsids.value = (rest.obsid ?? '')
+      .split(',')
+      .filter(Boolean)
+      .join('\n');
+    if (rest.class && CLASSES.includes(rest.class)) {
+      this.cls.value = rest.class;
+      delete rest.class;
+    }
+    this.snr.value = rest.snrg_min ?? '';
+    this.zmin.value = rest.z_min ?? '';
+    this.zmax.value = rest.z_max ?? '';
+    for (const key of [
+      'catalog',
+      'pos',
+      'radius',
+      'obsid',
+      'snrg_min',
+      'z_min',
+      'z_max'
+    ]) {
+      delete rest[key];
+    }
+    const form = this.readForm();
+    if (!form) {
+      this.setStatus(
+        'That search no longer fits the form: fix the fields marked in red.',
+        true
+      );
+      return;
+    }
+    this.params = { ...form, ...rest };
+    this.offset = 0;
+    this.selected.clear();
+    this.clearPreview();
+    void this.fetchPage().then(() => {
+      const extra = Object.entries(rest).map(([k, v]) => `${k}=${v}`);
+      if (extra.length && !this.status.classList.contains('jp-mod-error')) {
+        this.setStatus(
+          `Run again, with ${extra.join(', ')} (not in the form).`
+        );
+      }
+    });
   }
 
   private renderSelection(): void {
@@ -742,7 +936,16 @@ export class SurveyPanel extends Widget {
     this.preview.replaceChildren();
   }
 
-  private async showPreview(obsid: string, row: HTMLElement): Promise<void> {
+  /**
+   * Preview a spectrum: the interactive plot of its `pixels` (the `csv`, flux only, when that fails), with
+   * line markers at `z` (the row's catalog redshift; the `info` row's when the table has no `z` column),
+   * the archive's `png` and the scalar fields of `info`.
+   */
+  private async showPreview(
+    obsid: string,
+    row: HTMLElement,
+    z?: unknown
+  ): Promise<void> {
     for (const r of Array.from(
       this.table.querySelectorAll('tr.jp-mod-active')
     )) {
@@ -784,10 +987,18 @@ export class SurveyPanel extends Widget {
       info
     );
     this.preview.dataset.obsid = obsid;
-    requestText(this.spectrumPath(obsid, 'csv'))
-      .then(text => {
+    const infoRequest = requestAPI<Record<string, any>>(
+      this.spectrumPath(obsid, 'info')
+    ).catch(() => null);
+    requestAPI<Record<string, any>>(this.spectrumPath(obsid, 'pixels'))
+      .then(parsePixels)
+      .catch(async () =>
+        parseSpectrumCSV(await requestText(this.spectrumPath(obsid, 'csv')))
+      )
+      .then(async spec => {
+        const redshift = z === undefined ? (await infoRequest)?.z : z;
         if (this.preview.dataset.obsid === obsid) {
-          plot.replaceWith(spectrumPlot(parseSpectrumCSV(text)));
+          plot.replaceWith(spectrumPlot(spec, { z: redshift }));
         }
       })
       .catch(error => {
@@ -811,9 +1022,7 @@ export class SurveyPanel extends Widget {
       );
     }
     try {
-      const meta = await requestAPI<Record<string, any>>(
-        this.spectrumPath(obsid, 'info')
-      );
+      const meta = await infoRequest;
       const flat = Object.entries(meta ?? {}).filter(
         ([, v]) => v === null || typeof v !== 'object'
       );
@@ -852,11 +1061,7 @@ export class SurveyPanel extends Widget {
         method: 'POST',
         body: JSON.stringify(body)
       });
-      this.current = progress;
-      this.renderProgress();
-      this.renderSelection();
-      this.progress.scrollIntoView({ block: 'nearest' });
-      this.poll();
+      this.followImport(progress);
     } catch (error) {
       const text = message(error);
       if (error instanceof ApiError && error.code?.startsWith('destination_')) {
@@ -865,6 +1070,16 @@ export class SurveyPanel extends Widget {
       this.setStatus(`Import refused: ${text}`, true);
       this.renderSelection();
     }
+  }
+
+  /** Show an import's progress bar and follow it (a new import, or one resumed in the Imports tab). */
+  followImport(progress: IImportProgress): void {
+    this.current = progress;
+    this.renderProgress();
+    this.renderSelection();
+    this.progress.scrollIntoView({ block: 'nearest' });
+    this.poll();
+    this.importsTab.changed();
   }
 
   private poll(): void {
@@ -929,10 +1144,24 @@ export class SurveyPanel extends Widget {
     const where =
       this.destinations.find(d => d.space === p.destination?.space)?.label ??
       '';
+    // the folder's link: it opens the folder in the file browser (src/importsTab.ts)
+    const actions = p.path
+      ? [
+          {
+            label: 'Open folder',
+            caption: `Open ${p.path} in the file browser`,
+            callback: () => {
+              openImportFolder(this.commands, p.path).catch(error =>
+                this.setStatus(`Cannot open ${p.path}: ${message(error)}`, true)
+              );
+            }
+          }
+        ]
+      : [];
     if (p.status === 'completed') {
       Notification.success(
         `Imported ${p.files_done} spectra into ${where ? `${where}: ` : ''}${p.folder}`,
-        { autoClose: 8000 }
+        { autoClose: 8000, actions }
       );
       const r = this.release;
       if (r) {

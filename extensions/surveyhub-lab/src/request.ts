@@ -144,14 +144,21 @@ export interface IImportProgress {
   folder: string;
   url: string;
   destination: { space: string; folder: string; url?: string };
+  /** Where the folder is in the file browser (`cloud/…`); null when the browser does not show it (S3). */
+  path?: string | null;
   files_total: number;
   files_done: number;
+  files_copied?: number;
+  files_found?: number;
   files_failed: number;
   bytes_total: number;
   bytes_done: number;
   rate_bytes_per_s: number | null;
   elapsed_s: number | null;
   eta_s: number | null;
+  created?: string;
+  updated?: string;
+  finished?: string | null;
   error: string | null;
   failures: any[];
   manifest: string | null;

@@ -145,3 +145,122 @@ export function checkFolder(text: string): string | null {
   }
   return null;
 }
+
+// ---- names and other ways to search (the server mirrors these: surveyhub_lab/names.py) ----
+
+const DESIGNATION =
+  /^(?:LAMOST\s*)?J\s*(\d{2})(\d{2})(\d{2}(?:\.\d{1,3})?)\s*([+-])(\d{2})(\d{2})(\d{2}(?:\.\d{1,2})?)$/i;
+
+/** A well-formed LAMOST designation: its canonical text and the position its digits give. */
+export interface IDesignation {
+  name: string;
+  ra: number;
+  dec: number;
+}
+
+/** The LAMOST designation `text` is ("LAMOST J045608.42+841515.4", "LAMOST" optional), or null. */
+export function parseDesignation(text: string): IDesignation | null {
+  const m = DESIGNATION.exec(text.trim());
+  if (!m) {
+    return null;
+  }
+  const [, hh, mm, ss, sign, dd, dm, ds] = m;
+  if (
+    Number(hh) > 23 ||
+    Number(mm) > 59 ||
+    Number(ss) >= 60 ||
+    Number(dd) > 90 ||
+    Number(dm) > 59 ||
+    Number(ds) >= 60
+  ) {
+    return null;
+  }
+  const ra = (Number(hh) + Number(mm) / 60 + Number(ss) / 3600) * 15;
+  const dec = Number(dd) + Number(dm) / 60 + Number(ds) / 3600;
+  if (dec > 90) {
+    return null;
+  }
+  return {
+    name: `LAMOST J${hh}${mm}${ss}${sign}${dd}${dm}${ds}`,
+    ra,
+    dec: sign === '-' ? -dec : dec
+  };
+}
+
+/**
+ * The position field: coordinates (decimal or sexagesimal) or a LAMOST designation, which the server
+ * resolves to its catalog row's position (or, when the version has no such row, the name's own digits).
+ * Anything else gets a message; names of other catalogs are not resolved.
+ */
+export function checkPositionField(text: string): string | null {
+  if (parseDesignation(text)) {
+    return null;
+  }
+  const parsed = parsePosition(text);
+  if (typeof parsed !== 'string') {
+    return null;
+  }
+  if (/^[\d\s:+\-.,hmsd'"°]*$/i.test(text.trim())) {
+    return parsed;
+  }
+  return (
+    `cannot read "${text.trim()}" as a position nor as a LAMOST designation: give decimal degrees ` +
+    '("150.0 +20.5"), sexagesimal ("10:00:00 +20:30:00") or a designation ' +
+    '("LAMOST J045608.42+841515.4"); names of other catalogs are not resolved'
+  );
+}
+
+/** Degrees from one decimal or sexagesimal angle (hours when `hours`), or null. */
+export function parseAngle(text: string, hours: boolean): number | null {
+  const t = text.trim();
+  if (DECIMAL.test(t)) {
+    return Number(t);
+  }
+  return sexagesimal(t, hours);
+}
+
+/** The longest ADQL text the server accepts (surveyhub_lab/search_routes.py MAX_ADQL_CHARS). */
+export const MAX_ADQL_CHARS = 20000;
+
+/** An ADQL query's form: null when it may be sent, else what is wrong. The archive parses the rest. */
+export function checkAdql(text: string): string | null {
+  const body = text
+    .split('\n')
+    .filter(line => !line.trim().startsWith('--'))
+    .join('\n')
+    .trim();
+  if (!body) {
+    return 'give an ADQL query (SELECT ... FROM ...)';
+  }
+  if (text.length > MAX_ADQL_CHARS) {
+    return `${text.length} characters: at most ${MAX_ADQL_CHARS}`;
+  }
+  if (!/^(SELECT|WITH)\b/i.test(body)) {
+    return 'an ADQL query starts with SELECT (or WITH)';
+  }
+  let depth = 0;
+  let quote: string | null = null;
+  for (const ch of body) {
+    if (quote) {
+      if (ch === quote) {
+        quote = null;
+      }
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+    } else if (ch === '(') {
+      depth++;
+    } else if (ch === ')') {
+      depth--;
+      if (depth < 0) {
+        return 'a ")" closes no "("';
+      }
+    }
+  }
+  if (quote) {
+    return `a ${quote === "'" ? 'string' : 'quoted name'} is not closed (${quote})`;
+  }
+  if (depth > 0) {
+    return `${depth} "(" not closed`;
+  }
+  return null;
+}

@@ -1,1 +1,5 @@
 import './base.css';
+import './actions.css';
+import './search.css';
+import './imports.css';
+import './plot.css';

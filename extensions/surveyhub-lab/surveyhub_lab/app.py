@@ -73,6 +73,9 @@ class SurveyhubLab(ExtensionApp):
         0, help="Bytes per second all imports of this server may read together (0: no limit)."
     ).tag(config=True)
     max_obsids = Int(100_000, help="Most obsids one import may name.").tag(config=True)
+    download_max_rows = Int(
+        1_000_000, help="Most rows a table download may hold (the archive's own page limit by default)."
+    ).tag(config=True)
 
     @default("archive_url")
     def _archive_url(self) -> str:

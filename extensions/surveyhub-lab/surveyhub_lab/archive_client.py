@@ -102,9 +102,25 @@ class ArchiveClient:
 
         A connection failure is the one exception (ArchiveError 502), since there is no answer to pass on.
         """
+        return await self.post(path, params, None)
+
+    async def post(
+        self,
+        path: str,
+        params: Iterable[tuple[str, str]] | Mapping[str, str] = (),
+        body: bytes | None = b"",
+        content_type: str = "application/x-www-form-urlencoded",
+    ) -> ArchiveResponse:
+        """POST ``body`` to ``path`` (a GET when ``body`` is None); answers as :meth:`get` does."""
         headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        if body is not None:
+            headers["Content-Type"] = content_type
         request = HTTPRequest(
-            self.url(path, params), method="GET", headers=headers, request_timeout=self.request_timeout
+            self.url(path, params),
+            method="GET" if body is None else "POST",
+            headers=headers,
+            body=body,
+            request_timeout=self.request_timeout,
         )
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
@@ -152,6 +168,7 @@ class ArchiveClient:
                 "limit": str(len(batch)),
                 "sort": "obsid",
                 "format": "parquet",
+                "history": "0",  # the import's own fetch, not a query of the user's
             }
             response = await self.get(f"api/{release}/{version}/search", params)
             if response.status != 200:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from surveyhub_lab.archive_client import ArchiveError
 from surveyhub_lab.errors import Refused
+from surveyhub_lab.names import resolve_search_params
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
@@ -60,6 +63,10 @@ class SurveyhubHandler(APIHandler):
                 self.set_header(name, value)
         self.finish(response.body, set_content_type=response.content_type)
 
+    def with_path(self, progress: dict[str, Any]) -> dict[str, Any]:
+        """An import's progress with ``path``: its folder in the file browser (None when not shown there)."""
+        return with_browser_path(progress, Path(self.contents_manager.root_dir))
+
     def query_pairs(self, *skip: str) -> list[tuple[str, str]]:
         """The request's query string as (name, value) pairs in order, without ``skip``."""
         return [
@@ -91,7 +98,16 @@ class SearchHandler(SurveyhubHandler):
                     Refused(400, "request_invalid", f"{name}: {value!r} is not a {name} name (e.g. DEMO, v1)")
                 )
                 return
-        await self.proxy(f"api/{release}/{version}/search", self.query_pairs("release", "version"))
+        pairs = self.query_pairs("release", "version")
+        try:  # a LAMOST designation in ``pos`` becomes its catalog row's position (surveyhub_lab.names)
+            pairs = await resolve_search_params(self.archive(), release, version, pairs)
+        except Refused as refusal:
+            self.refuse(refusal)
+            return
+        except ArchiveError as exc:
+            self.refuse(Refused(exc.status, "archive_refused", exc.message))
+            return
+        await self.proxy(f"api/{release}/{version}/search", pairs)
 
 
 class SpectrumHandler(SurveyhubHandler):
@@ -143,7 +159,7 @@ class ImportsHandler(SurveyhubHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.send({"imports": await self.lab.imports.list()})
+        self.send({"imports": [self.with_path(p) for p in await self.lab.imports.list()]})
 
     @tornado.web.authenticated
     async def post(self) -> None:
@@ -158,7 +174,7 @@ class ImportsHandler(SurveyhubHandler):
             self.refuse(refusal)
             return
         self.set_header("Location", self.request.path.rstrip("/") + "/" + job.id)
-        self.send(job.progress(), 202)
+        self.send(self.with_path(job.progress()), 202)
 
 
 class ImportHandler(SurveyhubHandler):
@@ -171,7 +187,7 @@ class ImportHandler(SurveyhubHandler):
         except Refused as refusal:
             self.refuse(refusal)
             return
-        self.send(job.progress())
+        self.send(self.with_path(job.progress()))
 
     @tornado.web.authenticated
     async def delete(self, import_id: str) -> None:
@@ -180,7 +196,7 @@ class ImportHandler(SurveyhubHandler):
         except Refused as refusal:
             self.refuse(refusal)
             return
-        self.send(job.progress())
+        self.send(self.with_path(job.progress()))
 
 
 class ResumeHandler(SurveyhubHandler):
@@ -194,7 +210,20 @@ class ResumeHandler(SurveyhubHandler):
         except Refused as refusal:
             self.refuse(refusal)
             return
-        self.send(job.progress(), 202)
+        self.send(self.with_path(job.progress()), 202)
+
+
+def with_browser_path(progress: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Add ``path``, where the import folder is in JupyterLab's file browser (relative to ``root``).
+
+    The panel's folder links open it there. A space on local disk is linked into the home (``~/cloud``,
+    ``~/teams/<team>``); a space on S3 is not in the file browser at all, so its ``path`` is None.
+    """
+    from surveyhub_lab.notebooks import jupyter_path
+
+    url = progress.get("url") or ""
+    local = Path(unquote(urlsplit(url).path)) if url.startswith("file://") else None
+    return progress | {"path": jupyter_path(local, root) if local is not None else None}
 
 
 def _valid(name: str) -> bool:
@@ -210,6 +239,11 @@ def _valid(name: str) -> bool:
 
 def routes(kwargs: dict[str, Any]) -> list[tuple[str, type, dict[str, Any]]]:
     """The extension's routes, relative to the server's base URL (the extension app prefixes it)."""
+    from surveyhub_lab.action_handlers import action_routes
+    from surveyhub_lab.apps_routes import apps_routes
+    from surveyhub_lab.pixels import pixels_routes
+    from surveyhub_lab.search_routes import search_routes
+
     return [
         (r"surveyhub/releases", ReleasesHandler, kwargs),
         (r"surveyhub/search", SearchHandler, kwargs),
@@ -224,4 +258,8 @@ def routes(kwargs: dict[str, Any]) -> list[tuple[str, type, dict[str, Any]]]:
         (r"surveyhub/imports", ImportsHandler, kwargs),
         (r"surveyhub/imports/([0-9a-f]{32})", ImportHandler, kwargs),
         (r"surveyhub/imports/([0-9a-f]{32})/resume", ResumeHandler, kwargs),
+        *action_routes(kwargs),
+        *search_routes(kwargs),
+        *apps_routes(kwargs),
+        *pixels_routes(kwargs),
     ]

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from lab_support import TEAM, Spectra, ended, wait_for
@@ -32,6 +33,7 @@ ROUTES = [
     ("GET", ("surveyhub", "releases")),
     ("GET", ("surveyhub", "search")),
     ("GET", ("surveyhub", "spectra", "DEMO", "v1", "101019", "fits")),
+    ("GET", ("surveyhub", "spectra", "DEMO", "v1", "101019", "pixels")),
     ("GET", ("surveyhub", "history")),
     ("GET", ("surveyhub", "info")),
     ("GET", ("surveyhub", "destinations")),
@@ -40,6 +42,13 @@ ROUTES = [
     ("GET", ("surveyhub", "imports", "0" * 32)),
     ("DELETE", ("surveyhub", "imports", "0" * 32)),
     ("POST", ("surveyhub", "imports", "0" * 32, "resume")),
+    ("GET", ("surveyhub", "download")),
+    ("POST", ("surveyhub", "notebooks")),
+    ("POST", ("surveyhub", "history", "0" * 32, "share")),
+    ("GET", ("surveyhub", "resolve")),
+    ("GET", ("surveyhub", "adql", "examples")),
+    ("POST", ("surveyhub", "adql")),
+    ("POST", ("surveyhub", "upload")),
 ]
 
 
@@ -115,6 +124,40 @@ async def test_search_spectra_and_history_are_proxied_with_the_users_token(
     assert any(record["kind"] == "search" and record["owner"] == "bob" for record in body["history"])
 
 
+@pytest.mark.parametrize("lab_user", ["bob"])
+async def test_pixels_are_the_fits_arrays_as_json_with_the_line_list(
+    api: Any, spectra: Spectra, lab_user: str
+) -> None:
+    from surveyhub.apps.lines import ABSORPTION, EMISSION
+    from surveyhub.releases.spectrum import read_spectrum
+
+    obsid = spectra.with_files[("v1", "lrs")][0]
+    status, body = await api("surveyhub", "spectra", "DEMO", "v1", str(obsid), "pixels")
+    assert status == 200, body
+    spec = read_spectrum(spectra.source("v1", obsid))
+    assert (body["obsid"], body["kind"], body["npix"]) == (obsid, "LRS", spec.npix)
+    assert np.allclose(body["wavelength"], spec.wavelength, rtol=0, atol=1e-4)
+    flux = np.array([np.nan if v is None else v for v in body["flux"]])
+    assert np.allclose(flux, spec.flux, rtol=1e-6, equal_nan=True)
+    assert np.allclose(body["ivar"], spec.ivar, rtol=1e-6)
+    assert body["andmask"] == spec.andmask.tolist()
+    assert body["ormask"] == spec.ormask.tolist()
+    assert any(body["andmask"]) or any(body["ormask"]), "the mock's spectra have masked pixels"
+    standard = {(line.name, line.rest) for line in (*EMISSION, *ABSORPTION)}
+    assert {(line["name"], line["rest"]) for line in body["lines"]} == standard
+    assert len(body["lines"]) == len(standard)
+    assert next(line for line in body["lines"] if line["rest"] == 6564.61)["kind"] == "both"
+
+    # bob may not read v0: the archive's own 404 comes through; a spectrum without a file is the archive's 404
+    status, body = await api("surveyhub", "spectra", "DEMO", "v0", str(obsid), "pixels")
+    assert status == 404, body
+    assert "DEMO/v0" in body["error"]
+    status, body = await api(
+        "surveyhub", "spectra", "DEMO", "v1", str(spectra.without_files["v1"][0]), "pixels"
+    )
+    assert status == 404, body
+
+
 async def test_destinations_are_the_users_space_and_teams(api: Any, cloud: Path) -> None:
     status, body = await api("surveyhub", "destinations")
     assert status == 200
@@ -135,8 +178,11 @@ async def test_destinations_are_the_users_space_and_teams(api: Any, cloud: Path)
 
 
 async def test_import_of_20_spectra_gives_verified_files_manifest_and_tables(
-    api: Any, cloud: Path, spectra: Spectra
+    api: Any, cloud: Path, spectra: Spectra, jp_root_dir: Path
 ) -> None:
+    # the space linked at ~/cloud, as the hub links it: the panel's folder link opens it there
+    user_dir(cloud).mkdir(parents=True, exist_ok=True)
+    (jp_root_dir / "cloud").symlink_to(user_dir(cloud), target_is_directory=True)
     lrs = spectra.with_files[("v1", "lrs")][:18]
     mrs = spectra.with_files[("v1", "mrs")][:2]
     query = {"release": "DEMO", "version": "v1", "class": "STAR", "limit": 20}
@@ -154,6 +200,7 @@ async def test_import_of_20_spectra_gives_verified_files_manifest_and_tables(
     )
     assert status == 202, started
     assert started["folder"] == "imports/first"
+    assert started["path"] == "cloud/imports/first"
     assert started["files_total"] == 20
     progress = await wait_for(api, started["id"], ended)
     assert progress["status"] == "completed", progress
@@ -193,6 +240,7 @@ async def test_import_of_20_spectra_gives_verified_files_manifest_and_tables(
     status, listed = await api("surveyhub", "imports")
     assert [i["id"] for i in listed["imports"]] == [started["id"]]
     assert listed["imports"][0]["manifest"] == folder.as_uri() + "/manifest.json"
+    assert listed["imports"][0]["path"] == "cloud/imports/first"
     assert json.loads((folder / ".surveyhub-import.json").read_text())["status"] == "completed"
 
 
@@ -211,6 +259,7 @@ async def test_imports_into_a_team_space(api: Any, cloud: Path, spectra: Spectra
     )
     assert status == 202, started
     assert (await wait_for(api, started["id"], ended))["status"] == "completed"
+    assert started["path"] is None  # the team's space is not linked into this server's root
     folder = cloud / "teams" / TEAM / "shared" / "picks"
     assert len(list((folder / "spectra").iterdir())) == 3
     assert json.loads((folder / "manifest.json").read_text())["destination"]["space"] == f"team:{TEAM}"

@@ -27,7 +27,7 @@ from tornado import web
 from surveyhub.archive import formats, spectrum_products
 from surveyhub.archive.database import PlatformDatabase
 from surveyhub.archive.engine import ArchiveEngine
-from surveyhub.archive.identity import Caller, Identity
+from surveyhub.archive.identity import Caller, Identity, caller_teams
 from surveyhub.archive.sandbox import QueryError
 from surveyhub.archive.search import (
     DISTANCE_COLUMN,
@@ -185,13 +185,18 @@ class SearchHandler(ArchiveHandler):
         v = self.readable(release, version)
         params = {k: [x.decode() for x in vals] for k, vals in self.request.query_arguments.items()}
         fmt = (params.pop("format", None) or ["json"])[-1]
+        # history=0: a client's own bookkeeping (a count before a download, an import's catalog rows),
+        # not a query the user asked; it stays out of their history
+        remember = (params.pop("history", None) or ["1"])[-1].lower() not in ("0", "false", "no")
         try:
             req = parse_search(params)
             result = await _in_thread(run_search, self.engine, v, req)
         except SearchError as exc:
             raise web.HTTPError(400, reason=str(exc)) from None
         db = self.application.settings.get("database")
-        if db is not None and not self.caller.anonymous:  # kept off the request's path: a commit costs ms
+        if (
+            db is not None and remember and not self.caller.anonymous
+        ):  # off the request's path: a commit costs ms
             db.record_later(
                 self.caller.name,
                 "search",
@@ -506,8 +511,9 @@ class HistoryHandler(ArchiveHandler):
         if self.caller.anonymous:
             self.send_json({"history": []})
             return
+        teams = await caller_teams(self.identity, self.caller)
         # in the pool: reading history first flushes the queued records, which may wait on the writer
-        records = await _in_thread(db.history, self.caller.name, self.caller.groups)
+        records = await _in_thread(db.history, self.caller.name, teams)
         self.send_json({"history": [_record_json(r) for r in records]})
 
 
@@ -520,7 +526,10 @@ class ShareHandler(ArchiveHandler):
         if self.caller.anonymous:
             raise web.HTTPError(401, reason="log in to keep a history")
         try:
-            record = db.share(self.caller.name, record_id, team, self.caller.groups)
+            teams = await caller_teams(self.identity, self.caller)
+            if team in self.caller.groups and team not in teams:
+                raise PermissionError(f"{team!r} is not a team (queries are shared with teams only)")
+            record = db.share(self.caller.name, record_id, team, teams)
         except PermissionError as exc:
             raise web.HTTPError(403, reason=str(exc)) from None
         except KeyError as exc:
@@ -588,7 +597,11 @@ def make_app(
         (rf"{base}ssa/{name}/{name}", SsaHandler),
         (rf"{base}{name}/{name}/(lrs|mrs)/voservice/ssap", LamostSsaHandler),
     ]
+    from surveyhub.archive.workbench_api import workbench_routes
+    from surveyhub.archive.workbench_store import WorkbenchStore
+
     handlers = [(pattern, handler, init) for pattern, handler in routes] + tap_routes(base, init)
+    handlers += workbench_routes(base, init)
     return web.Application(
         [*handlers, *extra_handlers],
         **dict(extra_settings or {}),
@@ -596,6 +609,7 @@ def make_app(
         png_cache=spectrum_products.PngCache(cache / "png"),
         database=database,
         job_runner=JobRunner(engine, database, cache / "tap-results"),
+        workbench=WorkbenchStore(database.engine),
     )
 
 

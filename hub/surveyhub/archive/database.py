@@ -9,6 +9,7 @@ start, and finished results stay.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -21,6 +22,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+log = logging.getLogger("surveyhub.archive")
 
 
 def utcnow() -> datetime:
@@ -80,6 +83,9 @@ class PlatformDatabase:
 
     def __post_init__(self) -> None:
         self._queue: queue.SimpleQueue[QueryRecord] = queue.SimpleQueue()
+        # records queued and not yet committed (or given up on); flush_history waits for it to be 0
+        self._pending = 0
+        self._settled = threading.Condition()
         threading.Thread(target=self._drain, name="history-writer", daemon=True).start()
 
     @classmethod
@@ -101,6 +107,8 @@ class PlatformDatabase:
         A commit costs milliseconds (an fsync on SQLite); searches answered in one must not wait for it.
         """
         text = query if isinstance(query, str) else json.dumps(query, sort_keys=True)
+        with self._settled:
+            self._pending += 1
         self._queue.put(
             QueryRecord(
                 id=uuid.uuid4().hex,
@@ -117,18 +125,36 @@ class PlatformDatabase:
     def _drain(self) -> None:
         while True:
             batch = [self._queue.get()]
-            time.sleep(0.2)
+            time.sleep(0.2)  # let a burst (a panel's pages, an import) gather into one commit
             while not self._queue.empty():
                 batch.append(self._queue.get())
+            try:
+                self._commit(batch)
+            finally:
+                with self._settled:
+                    self._pending -= len(batch)
+                    self._settled.notify_all()
+
+    def _commit(self, batch: list[QueryRecord]) -> None:
+        """Commit a batch; if it fails, each record alone, so one bad record loses only itself.
+
+        Never raises: a database hiccup may lose history, never the writer thread.
+        """
+        try:
             with self.session() as s, s.begin():
                 s.add_all(batch)
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("history: could not record a query of %s", batch[0].owner)
+                return
+        for record in batch:
+            self._commit([record])
 
     def flush_history(self, timeout: float = 5.0) -> None:
-        """Wait until queued history records are committed (tests, and reading right after writing)."""
-        deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        """Wait until every history record queued so far is committed (reading right after writing)."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._pending == 0, timeout)
 
     def record_query(
         self,

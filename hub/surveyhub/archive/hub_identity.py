@@ -24,14 +24,18 @@ groups still reaches the archive within that time.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, check_scopes
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 from tornado.httputil import url_concat
 from tornado.log import access_log
 
@@ -60,6 +64,7 @@ class HubIdentity:
             )
         self.auth = auth
         self.allow_anonymous = allow_anonymous
+        self._team_cache: dict[str, tuple[float, bool]] = {}  # group -> (expiry, is a team)
 
     @classmethod
     def from_environment(
@@ -113,6 +118,46 @@ class HubIdentity:
         if _is_browser(handler):
             self._redirect_to_login(handler)
         return None
+
+    async def teams_of(self, caller: Caller) -> frozenset[str]:
+        """Which of the caller's groups are teams (JupyterHub group property ``surveyhub_team``).
+
+        The hub's answer about a token lists group names only; the properties come from
+        ``GET /hub/api/groups/<name>`` with the service's own token (scope ``read:groups``), each group's
+        answer reused for :data:`CACHE_SECONDS`.
+        """
+        from surveyhub.hub.access import is_team
+
+        teams = set()
+        now = time.monotonic()
+        for group in sorted(caller.groups):
+            cached = self._team_cache.get(group)
+            if cached is None or cached[0] < now:
+                properties = await self._group_properties(group)
+                cached = (now + self.auth.cache_max_age, is_team(properties))
+                self._team_cache[group] = cached
+            if cached[1]:
+                teams.add(group)
+        return frozenset(teams)
+
+    async def _group_properties(self, group: str) -> dict[str, Any] | None:
+        client = AsyncHTTPClient()
+        try:
+            response = await client.fetch(
+                f"{self.auth.api_url.rstrip('/')}/groups/{quote(group)}",
+                headers={"Authorization": f"token {self.auth.api_token}"},
+                raise_error=False,
+                request_timeout=10,
+            )
+        except OSError as exc:
+            raise web.HTTPError(502, reason=f"the hub does not answer: {exc}") from None
+        if response.code == 404:
+            return None
+        if response.code != 200:
+            raise web.HTTPError(
+                502, reason=f"the hub refused to describe group {group} ({response.code}): needs read:groups"
+            )
+        return json.loads(response.body).get("properties") or {}
 
     def _caller(self, model: Mapping[str, Any]) -> Caller:
         """The caller the hub's model describes, once the token is known to grant access here."""

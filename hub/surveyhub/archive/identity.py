@@ -70,10 +70,15 @@ class AnonymousIdentity:
 
 @dataclass
 class StaticTokenIdentity:
-    """Fixed tokens (from a TOML file: ``[tokens.<token>] user = "alice", groups = ["lamost-wg"]``)."""
+    """Fixed tokens (from a TOML file: ``[tokens.<token>] user = "alice", groups = ["lamost-wg"]``).
+
+    A top-level ``teams = ["astro"]`` in the file says which groups are teams (the hub's
+    ``surveyhub_team`` group property, standalone).
+    """
 
     tokens: Mapping[str, Caller]
     allow_anonymous: bool = False
+    team_groups: frozenset[str] = frozenset()
 
     @classmethod
     def from_file(cls, path: str | Path, *, allow_anonymous: bool = False) -> StaticTokenIdentity:
@@ -84,9 +89,14 @@ class StaticTokenIdentity:
                 token: Caller(str(entry["user"]), frozenset(entry.get("groups", [])))
                 for token, entry in doc.get("tokens", {}).items()
             }
+            teams = frozenset(str(t) for t in doc.get("teams", []))
         except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"tokens file {path}: {exc}") from exc
-        return cls(tokens, allow_anonymous)
+        return cls(tokens, allow_anonymous, teams)
+
+    async def teams_of(self, caller: Caller) -> frozenset[str]:
+        """The caller's groups that the file names as teams."""
+        return caller.groups & self.team_groups
 
     async def identify(self, handler: RequestHandler) -> Caller | None:
         """The token's caller; anonymous without a token when allowed; None for a wrong token."""
@@ -97,3 +107,17 @@ class StaticTokenIdentity:
             if hmac.compare_digest(known.encode(), token.encode()):
                 return caller
         return None
+
+
+async def caller_teams(identity: Identity, caller: Caller) -> frozenset[str]:
+    """The caller's teams: the identity provider says which groups are teams (none when it cannot).
+
+    Teams, not every group: a release-access group (``lamost-partners``) holds people who never chose to
+    work together, so queries are shared with, and workbench lists belong to, teams only.
+    """
+    if caller.anonymous:
+        return frozenset()
+    teams_of = getattr(identity, "teams_of", None)
+    if teams_of is None:
+        return frozenset()
+    return frozenset(await teams_of(caller))

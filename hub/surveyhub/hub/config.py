@@ -18,6 +18,7 @@ from typing import Any
 
 import tomli_w
 
+from surveyhub.apps.hub_page import SERVICE_NAME as APPS_SERVICE
 from surveyhub.hub.environment import ARCHIVE_SERVICE, GATEWAY_SERVICE
 from surveyhub.hub.settings import Settings, SettingsError
 from surveyhub.hub.spawner import SurveyhubSpawner, running_as_root
@@ -27,9 +28,10 @@ from surveyhub.releases.registry import ReleaseStore
 
 log = logging.getLogger("surveyhub.hub")
 
-#: The archive service's own hub scopes: none. JupyterHub's answer for a caller's token always carries
-#: the caller's name and groups (its identify scopes), and the service token is only its OAuth secret.
-ARCHIVE_SCOPES: list[str] = []
+#: The archive service's own hub scopes. JupyterHub's answer for a caller's token always carries the
+#: caller's name and groups (its identify scopes); ``read:groups`` lets it read a group's properties, to
+#: know which groups are teams (the workbench's lists belong to teams).
+ARCHIVE_SCOPES: list[str] = ["read:groups"]
 #: jupyterhub-idle-culler's scopes, as its README lists them.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 #: What every user may do: their own things, share their servers, see names to share with, use the
@@ -41,6 +43,7 @@ USER_SCOPES = [
     "read:groups:name",
     f"access:services!service={ARCHIVE_SERVICE}",
     f"access:services!service={GATEWAY_SERVICE}",
+    f"access:services!service={APPS_SERVICE}",
 ]
 SANDBOX_WARNING = (
     "SINGLE-USER SANDBOX: the hub is not running as root, so it cannot give users accounts of their own. "
@@ -130,8 +133,6 @@ def _services(c: Any, settings: Settings, settings_file: Path) -> None:
         settings.store.root,
         "--cache",
         archive.cache_dir,
-        "--db",
-        f"sqlite:///{Path(settings.home) / 'hub' / 'platform.sqlite'}",
         "--max-radius",
         str(archive.max_radius_deg),
         "--timeout",
@@ -139,13 +140,15 @@ def _services(c: Any, settings: Settings, settings_file: Path) -> None:
     ]
     if archive.allow_anonymous:
         archive_cmd.append("--allow-anonymous")
+    # In the environment, not on the command line: a PostgreSQL URL may hold a password.
+    archive_env = env | {"SURVEYHUB_ARCHIVE_DATABASE_URL": archive.database_url}
     services: list[dict[str, Any]] = [
         {"name": ADMIN_SERVICE, "api_token": admin_token(settings)},
         {
             "name": ARCHIVE_SERVICE,
             "url": f"http://127.0.0.1:{archive.port}",
             "command": archive_cmd,
-            "environment": env,
+            "environment": archive_env,
             "oauth_no_confirm": True,
             "display": True,
         },
@@ -181,6 +184,15 @@ def _services(c: Any, settings: Settings, settings_file: Path) -> None:
                 "oauth_no_confirm": True,
             }
         )
+    services.append(  # the hub's "Apps" page, in its Services menu (surveyhub.apps.hub_page)
+        {
+            "name": APPS_SERVICE,
+            "url": f"http://127.0.0.1:{settings.hub.apps_port}",
+            "command": [python, "-m", "surveyhub.apps.hub_page"],
+            "oauth_no_confirm": True,
+            "display": True,
+        }
+    )
     services.append(
         {
             "name": "team-shares",

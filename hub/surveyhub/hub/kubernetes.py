@@ -48,6 +48,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from surveyhub._version import __version__
+from surveyhub.apps.hub_page import SERVICE_NAME as APPS_SERVICE
 from surveyhub.hub.access import UserAccess
 from surveyhub.hub.environment import ARCHIVE_SERVICE, GATEWAY_SERVICE, server_environment
 from surveyhub.hub.settings import Settings, SettingsError
@@ -328,6 +329,10 @@ class RevokeCredentials:
         await self.broker.revoke(spawner.user.name)
 
 
+#: What a pod runs as it starts (``postStart``): ``surveyhub.hub.tutorials`` over the home volume.
+POD_HOME_SETUP = ["python", "-m", "surveyhub.hub.tutorials", HOME]
+
+
 def _set_default(c: Any, trait: str, value: Any, sections: tuple[str, ...] = ("KubeSpawner",)) -> None:
     """Set ``c.KubeSpawner.<trait>`` unless the chart (or anything earlier) already set it in ``sections``."""
     if not any(trait in c[section] for section in sections):
@@ -347,8 +352,8 @@ def _services_for_cluster(c: Any, settings: Settings, options: KubernetesOptions
     fixed: list[dict[str, Any]] = []
     for service in services:
         name = service.get("name")
-        if name == ARCHIVE_SERVICE and "url" in service:
-            port = urlsplit(service["url"]).port or settings.archive.port
+        if name in (ARCHIVE_SERVICE, APPS_SERVICE) and "url" in service:
+            port = urlsplit(service["url"]).port
             service["url"] = f"http://{options.service_host()}:{port}"
         elif name == GATEWAY_SERVICE and "command" in service:
             service = {
@@ -390,6 +395,8 @@ def configure_kubernetes(c: Any, settings: Settings) -> KubernetesOptions:
     if users.cpu_limit:
         _set_default(c, "cpu_limit", users.cpu_limit)
     _set_default(c, "start_timeout", users.start_timeout_s)
+    # the tutorials (the user's own copies) and the Voila apps' link, from the image, into the home volume
+    _set_default(c, "lifecycle_hooks", {"postStart": {"exec": {"command": POD_HOME_SETUP}}})
     if options.home_capacity:
         _set_default(c, "storage_pvc_ensure", True)
         _set_default(c, "pvc_name_template", "claim-{username}")

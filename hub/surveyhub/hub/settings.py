@@ -40,6 +40,7 @@ class HubSettings:
     bind_url: str = "http://127.0.0.1:8000"  # the proxy's public address: what people open
     hub_port: int = 8081  # the hub process itself, on loopback (behind the proxy)
     proxy_api_port: int = 8001  # configurable-http-proxy's REST API, on loopback
+    apps_port: int = 8894  # the "Apps" page service (surveyhub.apps.hub_page), on loopback
     db_url: str = ""  # default: SQLite in the state folder
     admin_users: list[str] = field(default_factory=lambda: ["admin"])
     authenticator: str = "native"  # one of AUTHENTICATORS
@@ -101,6 +102,9 @@ class ArchiveSettings:
     cache_dir: str = ""  # default: <home>/archive-cache
     max_radius_deg: float = 10.0
     timeout_s: float = 60.0
+    #: The platform database (query history, TAP jobs, workbench lists and verdicts), a SQLAlchemy URL:
+    #: ``postgresql+psycopg://user:password@host/db`` in production; default SQLite in the state folder.
+    database_url: str = ""
 
 
 @dataclass
@@ -186,6 +190,9 @@ class Settings:
         self.cloud.user_url = self.cloud.user_url or f"file://{home}/cloud/users/{{username}}/"
         self.cloud.team_url = self.cloud.team_url or f"file://{home}/cloud/teams/{{team}}/"
         self.archive.cache_dir = self.archive.cache_dir or str(home / "archive-cache")
+        self.archive.database_url = (
+            self.archive.database_url or f"sqlite:///{home / 'hub' / 'platform.sqlite'}"
+        )
         if self.users.spawner not in SPAWNERS:
             raise SettingsError(f"users.spawner {self.users.spawner!r}: use one of {', '.join(SPAWNERS)}")
         if self.hub.authenticator not in AUTHENTICATORS:

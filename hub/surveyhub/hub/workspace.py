@@ -10,7 +10,10 @@ by the kernel on every open (not by our code):
   listing shows what the user may read; the link is a convenience, the permission is the lock);
 - a user's cloud folder is theirs, mode 0700, linked at ``~/cloud``;
 - a team's folder is ``root:sht-<team>`` mode 2770 (set-group-id, so files made inside stay the team's),
-  linked at ``~/teams/<team>``; servers run with umask 002 so teammates can edit each other's files.
+  linked at ``~/teams/<team>``; servers run with umask 002 so teammates can edit each other's files;
+- ``~/apps`` links to the Voila apps' notebooks (``surveyhub.apps.registry.apps_dir``, root's files), so
+  Voila renders them at ``/user/<name>/voila/render/apps/...`` and nobody can change them;
+- ``~/tutorials`` holds the user's own copies of the tutorial notebooks (``surveyhub.hub.tutorials``).
 
 Without root there is one trusted user and none of this can be enforced: the same folders are made, and
 the hub says loudly at start that it is a single-user sandbox.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from surveyhub.apps.registry import APPS_LINK, apps_dir
 from surveyhub.hub.accounts import (
     TEAM_GROUP_PREFIX,
     VERSION_GROUP_PREFIX,
@@ -34,6 +38,7 @@ from surveyhub.hub.accounts import (
     group_name,
 )
 from surveyhub.hub.settings import Settings
+from surveyhub.hub.tutorials import place_tutorials
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
 
 
@@ -223,4 +228,8 @@ def prepare_workspace(
     teams_dir = home / "teams"
     make_dir(teams_dir)
     _sync_links(teams_dir, team_dirs)
+    apps = apps_dir()
+    if apps.is_dir():  # the Voila apps' notebooks: root's files, so read-only to the user
+        _link(home / APPS_LINK, apps)
+    place_tutorials(home, account)  # the user's own copies, edits kept (surveyhub.hub.tutorials)
     return Workspace(home, releases, cloud, team_dirs)

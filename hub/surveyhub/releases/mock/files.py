@@ -134,8 +134,9 @@ class MockFileWriter:
             future.result()
             self._link(rel, level)
 
-    def write_lrs(self, rows: pd.DataFrame, spectra_file: Path) -> np.ndarray:
-        """Write the LRS files of ``rows``, and their columnar rows into ``spectra_file``; returns levels."""
+    def write_lrs(self, rows: pd.DataFrame, spectra_file: Path, files: int | None = None) -> np.ndarray:
+        """Write the LRS files of ``rows`` (of the first ``files`` of them, if given), and the columnar
+        rows of all of them into ``spectra_file``; returns their levels."""
         schema = published_schema(SPECTRA_COLUMNS, internal=("_level",))
         base = self.stagings[self.base]
         with pq.ParquetWriter(spectra_file, schema) as out:
@@ -154,7 +155,8 @@ class MockFileWriter:
                     mag_g=chunk["mag_ps_g"].to_numpy(np.float64),
                 )
                 jobs = []
-                for i, row in enumerate(chunk.to_dict("records")):
+                with_files = len(chunk) if files is None else max(0, min(len(chunk), files - start))
+                for i, row in enumerate(chunk.iloc[:with_files].to_dict("records")):
                     rel = fits_relpath(
                         row["obsdate"], row["planid"], row["lmjd"], row["spid"], row["fiberid"]
                     )

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +137,8 @@ def build_mock_release(
     rows: int = 10_000,
     *,
     fits_files: int | None = None,
+    columnar_spectra: int | None = None,
+    versions: Sequence[str] | None = None,
     seed: int = 42,
     mrs_fraction: float = 0.05,
     gaia_field_fraction: float = 0.5,
@@ -150,8 +152,13 @@ def build_mock_release(
 
     ``rows`` LRS spectra in v0 (v1 and v2 hold the older plates' subsets), ``mrs_fraction`` as many MRS
     spectra, FITS files for the first ``fits_files`` rows of each of the LRS and MRS catalogs (all by
-    default) and the columnar store for the LRS rows that have files. ``storage_options`` configure the
-    store's fsspec filesystem (for ``s3://`` roots: endpoint, keys).
+    default) and the columnar store for the LRS rows that have files. ``columnar_spectra`` gives the
+    first that many LRS rows columnar spectra whether or not they have files (at least every row with a
+    file): a scale run needs a whole release's columnar store, and writing 100,000 FITS files it will not
+    read would take most of its time. ``versions`` writes only some of v0, v1, v2 (v0 among them: it
+    holds every row; the rows are the same whichever are written), since partitioning each version's
+    spectra is most of a large mock's build. ``storage_options`` configure the store's fsspec filesystem
+    (for ``s3://`` roots: endpoint, keys).
     """
     if rows < 1:
         raise ValueError("rows must be at least 1")
@@ -163,16 +170,21 @@ def build_mock_release(
     n_mrs = max(round(rows * mrs_fraction), 1) if mrs_fraction > 0 else 0
     limit_lrs = rows if fits_files is None else min(fits_files, rows)
     limit_mrs = n_mrs if fits_files is None else min(fits_files, n_mrs)
+    if columnar_spectra is not None and columnar_spectra < limit_lrs:
+        raise ValueError(
+            f"columnar_spectra ({columnar_spectra}) must be at least the LRS rows with FITS files "
+            f"({limit_lrs}): every released file has its columnar spectrum"
+        )
+    limit_columnar = limit_lrs if columnar_spectra is None else min(columnar_spectra, rows)
+    chosen = _chosen_versions(versions)
 
     with contextlib.ExitStack() as stack:
-        pubs = {
-            v: stack.enter_context(Publication(store, release, v, replace=replace)) for v, _, _ in VERSIONS
-        }
+        pubs = {v: stack.enter_context(Publication(store, release, v, replace=replace)) for v, _, _ in chosen}
         work = Path(tempfile.mkdtemp(prefix=".mock-work-", dir=pubs["v0"].staging.parent))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-        levels = {v: level for v, level, _ in VERSIONS}
+        levels = {v: level for v, level, _ in chosen}
         writer = MockFileWriter(
-            {v: pubs[v].staging for v, _, _ in VERSIONS}, levels, rng=spectra_rng, release=release, log=log
+            {v: pubs[v].staging for v, _, _ in chosen}, levels, rng=spectra_rng, release=release, log=log
         )
         stack.callback(writer.close)
         tally = _Tally()
@@ -193,11 +205,12 @@ def build_mock_release(
                 df.loc[df["gaia_source_id"] > 0, ["ra", "dec", "gaia_source_id", "gaia_g_mean_mag"]]
             )
             spans += [int(df["mjd"].min()), int(df["mjd"].max())]
-            with_files = df.iloc[: max(0, min(len(df), limit_lrs - done))]
-            if len(with_files):
-                spectra = writer.write_lrs(with_files, work / f"spectra-{i:05d}.parquet")
+            with_spectra = df.iloc[: max(0, min(len(df), limit_columnar - done))]
+            if len(with_spectra):
+                files = max(0, min(len(with_spectra), limit_lrs - done))  # the first rows have files
+                spectra = writer.write_lrs(with_spectra, work / f"spectra-{i:05d}.parquet", files=files)
                 tally.add("spectra", spectra)
-                tally.add("fits", spectra)
+                tally.add("fits", spectra[:files])
             done += len(df)
             log(f"  LRS rows {done:,}/{rows:,} (FITS files {min(done, limit_lrs):,})")
         if mrs_plates is not None:
@@ -224,7 +237,7 @@ def build_mock_release(
         log("  partitioning catalogs (hats-import)")
         manifests: dict[str, ReleaseManifest] = {}
         with dask_client(workers) as client:
-            for version, level, policy in VERSIONS:
+            for version, level, policy in chosen:
                 staging = pubs[version].staging
                 catalogs: dict[str, CatalogInfo] = {}
                 for name, columns in (
@@ -314,7 +327,21 @@ def build_mock_release(
         for version, manifest in manifests.items():
             pubs[version].commit(manifest)
             log(f"  published {release}/{version}: {manifest.counts['lrs_spectra']:,} LRS spectra")
-        return {v: store.url_of(release, v) for v, _, _ in VERSIONS}
+        return {v: store.url_of(release, v) for v, _, _ in chosen}
+
+
+def _chosen_versions(versions: Sequence[str] | None) -> tuple[tuple[str, int, Policy], ...]:
+    """The entries of :data:`VERSIONS` to write (all of them for ``None``), refusing unknown names and
+    a choice without v0, the version whose files the others link to."""
+    if versions is None:
+        return VERSIONS
+    known = [v for v, _, _ in VERSIONS]
+    unknown = sorted(set(versions) - set(known))
+    if unknown:
+        raise ValueError(f"unknown mock versions {unknown}: choose from {known}")
+    if known[0] not in versions:
+        raise ValueError(f"versions must include {known[0]}, which holds every row")
+    return tuple(entry for entry in VERSIONS if entry[0] in versions)
 
 
 def _mjd_date(mjd: int) -> str:

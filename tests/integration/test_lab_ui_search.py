@@ -1,0 +1,185 @@
+"""The panel's other ways to search, in a real browser, in the platform's own JupyterLab.
+
+A real hub (``running_platform``) spawns alice's server; Debian's Chromium, driven by Python Playwright,
+logs in through the hub's form, opens the "Survey data" panel and searches DEMO v2 by a LAMOST
+designation (resolved to its catalog row), by a worked ADQL example (run through the archive's TAP), and
+by an uploaded CSV position list (``set_input_files``). Bad input of each kind is flagged at its field
+before any request. Every step leaves a screenshot in ``test-artifacts/lab-ui-search/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from surveyhub.releases.registry import ReleaseStore
+from tests.integration.test_lab_ui import CHROMIUM, Server, set_field, sync_api, widen_left_area
+from tests.support.platform import PASSWORD, Platform, reachable_dir, running_platform
+
+pytestmark = [
+    pytest.mark.xdist_group("hub"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the hub to run as root"),
+]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "lab-ui-search"
+VERSION = "v2"
+
+
+@pytest.fixture(scope="module")
+def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
+    base = reachable_dir("surveyhub-labsearch-")
+    with running_platform(base, platform_store.url.removeprefix("file://")) as p:
+        p.add_user("alice", ["lamost-wg"])
+        p.spawn("alice")
+        answer = Server(p, "alice").put(  # no "get Jupyter news?" toast over the panel
+            "lab/api/settings/@jupyterlab/apputils-extension:notification",
+            {"raw": json.dumps({"fetchNews": "false"})},
+        )
+        assert answer.status_code == 204, answer.text
+        yield p
+
+
+@pytest.fixture(scope="module")
+def shots() -> Callable[[object, str], None]:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    count = [0]
+
+    def shot(page, name: str) -> None:
+        count[0] += 1
+        page.screenshot(path=str(ARTIFACTS / f"{count[0]:02d}-{name}.png"))
+
+    return shot
+
+
+def catalog_rows(alice: Server, **params: str) -> list[dict]:
+    """Rows of DEMO v2's lrs as the archive's search gives them (through alice's server)."""
+    answer = alice.get("surveyhub/search", release="DEMO", version=VERSION, **params)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    names = [c["name"] for c in body["columns"]]
+    return [dict(zip(names, row, strict=True)) for row in body["rows"]]
+
+
+def test_search_by_name_adql_and_an_uploaded_list(
+    platform: Platform, tmp_path: Path, shots: Callable[[object, str], None]
+) -> None:
+    expect = sync_api.expect
+    alice = Server(platform, "alice")
+    rows = catalog_rows(alice, columns="obsid,designation,ra,dec", limit="4", offset="30")
+    named = rows[0]
+    top = alice.session.post(
+        alice.base + "surveyhub/adql",
+        json={"query": "SELECT TOP 20 obsid FROM demo_v2.lrs WHERE class = 'STAR' ORDER BY snrg DESC"},
+        timeout=60,
+    ).json()
+    top_obsids = [r[0] for r in top["rows"]]
+    assert len(top_obsids) == 20
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            page.set_default_timeout(60_000)
+            sent: list[str] = []
+            page.on("request", lambda r: sent.append(r.url) if "/surveyhub/" in r.url else None)
+
+            # log in, open JupyterLab and the panel on DEMO v2
+            page.goto(f"{platform.hub.url}hub/login")
+            page.fill("#username_input", "alice")
+            page.fill("#password_input", PASSWORD)
+            page.click("#login_submit")
+            page.wait_for_url(re.compile(r".*/(user/alice/|hub/home|hub/spawn).*"))
+            page.goto(f"{platform.hub.url}user/alice/lab")
+            page.wait_for_selector("#jupyterlab-splash", state="detached")
+            page.click('.jp-SideBar.jp-mod-left [data-id="surveyhub-panel"]')
+            panel = page.locator("#surveyhub-panel")
+            expect(panel).to_be_visible()
+            widen_left_area(page, 700)
+            release = panel.locator('select[name="release"]')
+            expect(release.locator("option")).to_have_count(3)
+            labels = release.locator("option").all_inner_texts()
+            release.select_option(label=next(t for t in labels if t.startswith(f"DEMO {VERSION}")))
+            grid_rows = panel.locator("tr.jp-SurveyPanel-row")
+
+            # 1. a name of another catalog is refused at the field, before any request
+            pos = panel.locator('input[name="pos"]')
+            set_field(pos, "NGC 1234")
+            before = len(sent)
+            panel.locator(".jp-SurveyPanel-search").click()
+            expect(panel.locator('.jp-SurveyPanel-error[data-field="pos"]')).to_contain_text(
+                "nor as a LAMOST designation"
+            )
+            expect(pos).to_have_attribute("aria-invalid", "true")
+            assert not [u for u in sent[before:] if "/surveyhub/search" in u]
+            shots(page, "unknown-name")
+
+            # 2. a LAMOST designation (without "LAMOST") finds its catalog row
+            set_field(pos, named["designation"].removeprefix("LAMOST "))
+            set_field(panel.locator('input[name="radius"]'), "2")
+            panel.locator('select[name="radius_unit"]').select_option("arcsec")
+            panel.locator(".jp-SurveyPanel-search").click()
+            expect(grid_rows.first).to_have_attribute("data-obsid", str(named["obsid"]))
+            expect(panel.locator('.jp-SurveyPanel-hint[data-field="pos"]')).to_contain_text(
+                f"(obsid {named['obsid']})"
+            )
+            shots(page, "designation-search")
+
+            # 3. the ADQL tab: a bad query is flagged at the field, a worked example fills the grid
+            panel.locator('.jp-SurveyPanel-tab[data-tab="adql"]').click()
+            examples = panel.locator('select[name="adql_example"] option')
+            expect(examples).to_have_count(6)  # the prompt and five examples for DEMO v2
+            text = panel.locator('textarea[name="adql"]')
+            set_field(text, "SELECT TOP 3 FRM demo_v2.lrs")
+            panel.locator(".jp-SurveyPanel-runAdql").click()
+            expect(panel.locator('.jp-SurveyPanel-error[data-field="adql"]')).to_contain_text("syntax error")
+            expect(text).to_have_attribute("aria-invalid", "true")
+            shots(page, "adql-error")
+            panel.locator('select[name="adql_example"]').select_option("top-snr")
+            example = re.compile(r"SELECT TOP 20 obsid.*demo_v2\.lrs.*ORDER BY snrg DESC", re.S)
+            expect(text).to_have_value(example)
+            panel.locator(".jp-SurveyPanel-runAdql").click()
+            expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", "20")
+            expect(grid_rows).to_have_count(20)
+            assert [int(grid_rows.nth(i).get_attribute("data-obsid")) for i in range(20)] == top_obsids
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#surveyhub-panel img.jp-SurveyPanel-thumb')]"
+                ".some(i => i.complete && i.naturalWidth > 0)"
+            )
+            shots(page, "adql-example")
+
+            # 4. the upload tab: a file without usable columns is flagged; a list is matched row by row
+            panel.locator('.jp-SurveyPanel-tab[data-tab="upload"]').click()
+            bad = tmp_path / "bad.csv"
+            bad.write_text("target,x,y\na,1,2\n")
+            panel.locator('input[name="upload_file"]').set_input_files(str(bad))
+            expect(panel.locator('.jp-SurveyPanel-error[data-field="upload_file"]')).to_contain_text(
+                "line 1: no usable columns"
+            )
+            shots(page, "upload-bad-file")
+            good = tmp_path / "targets.csv"
+            lines = ["name,ra,dec"]
+            lines += [f"star-{i},{r['ra']},{r['dec'] + 1 / 3600}" for i, r in enumerate(rows[1:])]
+            lines.append("nowhere,180.0,-45.0")
+            good.write_text("\n".join(lines) + "\n")
+            panel.locator('input[name="upload_file"]').set_input_files(str(good))
+            expect(panel.locator(".jp-SurveyPanel-uploadInfo")).to_contain_text("targets.csv: 4 rows")
+            expect(panel.locator('.jp-SurveyPanel-error[data-field="upload_file"]')).to_be_empty()
+            set_field(panel.locator('input[name="upload_radius"]'), "3")
+            panel.locator(".jp-SurveyPanel-runUpload").click()
+            expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", "3")
+            expect(grid_rows).to_have_count(3)
+            shown = {grid_rows.nth(i).locator("td").nth(2).inner_text(): grid_rows.nth(i) for i in range(3)}
+            assert set(shown) == {"star-0", "star-1", "star-2"}
+            for i, r in enumerate(rows[1:]):
+                assert shown[f"star-{i}"].get_attribute("data-obsid") == str(r["obsid"])
+            expect(panel.locator(".jp-SurveyPanel-unmatched")).to_contain_text("nowhere (line 5)")
+            shots(page, "upload-matched")
+        finally:
+            browser.close()
