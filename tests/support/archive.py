@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,8 +32,20 @@ def write_tokens(path: Path) -> Path:
 
 
 @contextmanager
-def archive_server(root: str, workdir: Path, *, allow_anonymous: bool = True) -> Iterator[str]:
-    """Start ``surveyhub archive`` on a free port; yields its base URL."""
+def archive_server(
+    root: str,
+    workdir: Path,
+    *,
+    allow_anonymous: bool = True,
+    tokens: Callable[[Path], Path] | None = None,
+    database_url: str | None = None,
+) -> Iterator[str]:
+    """Start ``surveyhub archive`` on a free port; yields its base URL.
+
+    ``tokens`` writes the tokens file (this module's users by default); ``database_url`` is the platform
+    database (the archive's own SQLite file by default).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     cmd = [
         sys.executable,
@@ -47,12 +59,14 @@ def archive_server(root: str, workdir: Path, *, allow_anonymous: bool = True) ->
         "--cache",
         str(workdir / "cache"),
         "--tokens",
-        str(write_tokens(workdir / "tokens.toml")),
+        str((tokens or write_tokens)(workdir / "tokens.toml")),
         "--max-radius",
         "5",
     ]
     if allow_anonymous:
         cmd.append("--allow-anonymous")
+    if database_url:
+        cmd += ["--db", database_url]
     log = open(workdir / "archive.log", "wb")  # noqa: SIM115 - closed below, after the process ends
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import requests
 
-from tests.support.s3 import _free_port
+from tests.support.archive import archive_server
 
 TOKENS = {"alice": "wb-alice-0123456789", "bob": "wb-bob-0123456789", "carol": "wb-carol-0123456789"}
 GROUPS = {
@@ -46,45 +44,13 @@ def session_for(user: str) -> requests.Session:
     return s
 
 
-@contextmanager
-def workbench_archive(root: str, workdir: Path, database_url: str | None = None) -> Iterator[str]:
-    """``surveyhub archive`` with the workbench's users on a free port; yields its base URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "surveyhub.cli",
-        "archive",
-        "--root",
-        root,
-        "--port",
-        str(port),
-        "--cache",
-        str(workdir / "cache"),
-        "--tokens",
-        str(write_tokens(workdir / "tokens.toml")),
-    ]
-    if database_url:
-        cmd += ["--db", database_url]
-    log = open(workdir / "archive.log", "wb")  # noqa: SIM115 - closed below, after the process ends
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(url + "api/releases", timeout=2)
-                break
-            except requests.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((workdir / "archive.log").read_text()) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+def workbench_archive(
+    root: str, workdir: Path, database_url: str | None = None
+) -> AbstractContextManager[str]:
+    """``surveyhub archive`` with the workbench's users on a free port (a context yielding its base URL)."""
+    return archive_server(
+        root, workdir, allow_anonymous=False, tokens=write_tokens, database_url=database_url
+    )
 
 
 def postgres_missing() -> str | None:

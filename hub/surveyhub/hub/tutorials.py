@@ -15,6 +15,8 @@ theirs. Each copy appears under its final name only when complete (a temporary n
 >>> _ = (home / "tutorials" / "01-start.ipynb").write_text('{"mine": 1}')
 >>> place_tutorials(home, None, source), (home / "tutorials" / "01-start.ipynb").read_text()
 ([], '{"mine": 1}')
+>>> main([str(home / "nowhere")])
+1
 """
 
 from __future__ import annotations
@@ -87,10 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     if not home.is_dir():
         print(f"{home}: no such folder", file=sys.stderr)
         return 1
-    copied = place_tutorials(home, None)
-    apps, link = apps_dir(), home / APPS_LINK
-    if apps.is_dir() and not link.exists() and not link.is_symlink():
-        link.symlink_to(apps, target_is_directory=True)
+    try:
+        copied = place_tutorials(home, None)
+        apps, link = apps_dir(), home / APPS_LINK
+        if apps.is_dir() and not link.exists() and not link.is_symlink():
+            link.symlink_to(apps, target_is_directory=True)
+    except OSError as exc:  # a failed postStart hook kills the pod: a full disk must not stop the server
+        print(f"{home}: tutorials and apps not placed: {exc}", file=sys.stderr)
+        return 0
     print(f"{home}: {len(copied)} tutorial(s) copied; apps at {link}")
     return 0
 
