@@ -16,7 +16,6 @@ import gzip
 import io
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,14 +25,15 @@ import requests
 
 from surveyhub.apps.registry import APPS, app_named
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
-from tests.support.platform import PASSWORD, Platform, reachable_dir, running_platform
+from tests.support.browser import CHROMIUM, chromium, hub_login
+from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
     pytest.mark.xdist_group("hub"),
     pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the hub to run as root"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "apps"
 USERS = {"alice": ["lamost-wg"], "bob": ["lamost-partners"]}
 RENDER_TIMEOUT = 120_000  # ms: a Voila kernel starting on a loaded 2-core machine
@@ -97,10 +97,8 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +121,7 @@ def logged_in(browser, platform: Platform, name: str):
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(f"{platform.hub.url}hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(rf".*/(user/{name}/|hub/home|hub/spawn).*"))
+    hub_login(page, platform.hub.url, name)
     return context, page
 
 

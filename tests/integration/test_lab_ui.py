@@ -28,14 +28,15 @@ import pytest
 import requests
 
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
-from tests.support.platform import PASSWORD, Platform, reachable_dir, running_platform
+from tests.support.browser import CHROMIUM, chromium, hub_login
+from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
     pytest.mark.xdist_group("hub"),
     pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the hub to run as root"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "lab-ui"
 USERS = {"alice": ["lamost-wg"], "bob": ["lamost-partners"]}
 VERSION = "v1"  # both read it
@@ -159,10 +160,8 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +200,7 @@ def test_search_preview_and_import_from_the_panel(
     page.on("request", lambda r: searches.append(r.url) if "/surveyhub/search" in r.url else None)
 
     # 1. log in through the hub's form and open JupyterLab
-    page.goto(f"{platform.hub.url}hub/login")
-    page.fill("#username_input", "alice")
-    page.fill("#password_input", PASSWORD)
-    shots(page, "hub-login")
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/(user/alice/|hub/home|hub/spawn).*"))
+    hub_login(page, platform.hub.url, "alice", before_submit=lambda: shots(page, "hub-login"))
     page.goto(f"{platform.hub.url}user/alice/lab")
     page.wait_for_selector("#jupyterlab-splash", state="detached")
     page.wait_for_selector(".jp-LabShell")
@@ -343,11 +337,7 @@ def test_search_preview_and_import_from_the_panel(
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(f"{platform.hub.url}hub/login")
-    page.fill("#username_input", "bob")
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/(user/bob/|hub/home|hub/spawn).*"))
+    hub_login(page, platform.hub.url, "bob")
     page.goto(f"{platform.hub.url}user/bob/lab/tree/cloud")
     page.wait_for_selector("#jupyterlab-splash", state="detached")
     page.click('.jp-SideBar.jp-mod-left [data-id="surveyhub-panel"]')
@@ -480,11 +470,7 @@ def log_in(browser, platform: Platform, name: str):
     context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(f"{platform.hub.url}hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(rf".*/(user/{name}/|hub/home|hub/spawn).*"))
+    hub_login(page, platform.hub.url, name)
     page.goto(f"{platform.hub.url}user/{name}/lab")
     page.wait_for_selector("#jupyterlab-splash", state="detached")
     page.wait_for_selector(".jp-LabShell")

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from surveyhub.releases.registry import ReleaseStore
-from tests.integration.test_lab_ui import CHROMIUM, Server, set_field, sync_api, widen_left_area
-from tests.support.platform import PASSWORD, Platform, reachable_dir, running_platform
+from tests.integration.test_lab_ui import Server, set_field, sync_api, widen_left_area
+from tests.support.browser import chromium, hub_login
+from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
     pytest.mark.xdist_group("hub"),
@@ -82,104 +83,96 @@ def test_search_by_name_adql_and_an_uploaded_list(
     top_obsids = [r[0] for r in top["rows"]]
     assert len(top_obsids) == 20
 
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-            page.set_default_timeout(60_000)
-            sent: list[str] = []
-            page.on("request", lambda r: sent.append(r.url) if "/surveyhub/" in r.url else None)
+    with chromium() as browser:
+        page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+        page.set_default_timeout(60_000)
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.url) if "/surveyhub/" in r.url else None)
 
-            # log in, open JupyterLab and the panel on DEMO v2
-            page.goto(f"{platform.hub.url}hub/login")
-            page.fill("#username_input", "alice")
-            page.fill("#password_input", PASSWORD)
-            page.click("#login_submit")
-            page.wait_for_url(re.compile(r".*/(user/alice/|hub/home|hub/spawn).*"))
-            page.goto(f"{platform.hub.url}user/alice/lab")
-            page.wait_for_selector("#jupyterlab-splash", state="detached")
-            page.click('.jp-SideBar.jp-mod-left [data-id="surveyhub-panel"]')
-            panel = page.locator("#surveyhub-panel")
-            expect(panel).to_be_visible()
-            widen_left_area(page, 700)
-            release = panel.locator('select[name="release"]')
-            expect(release.locator("option")).to_have_count(3)
-            labels = release.locator("option").all_inner_texts()
-            release.select_option(label=next(t for t in labels if t.startswith(f"DEMO {VERSION}")))
-            grid_rows = panel.locator("tr.jp-SurveyPanel-row")
+        # log in, open JupyterLab and the panel on DEMO v2
+        hub_login(page, platform.hub.url, "alice")
+        page.goto(f"{platform.hub.url}user/alice/lab")
+        page.wait_for_selector("#jupyterlab-splash", state="detached")
+        page.click('.jp-SideBar.jp-mod-left [data-id="surveyhub-panel"]')
+        panel = page.locator("#surveyhub-panel")
+        expect(panel).to_be_visible()
+        widen_left_area(page, 700)
+        release = panel.locator('select[name="release"]')
+        expect(release.locator("option")).to_have_count(3)
+        labels = release.locator("option").all_inner_texts()
+        release.select_option(label=next(t for t in labels if t.startswith(f"DEMO {VERSION}")))
+        grid_rows = panel.locator("tr.jp-SurveyPanel-row")
 
-            # 1. a name of another catalog is refused at the field, before any request
-            pos = panel.locator('input[name="pos"]')
-            set_field(pos, "NGC 1234")
-            before = len(sent)
-            panel.locator(".jp-SurveyPanel-search").click()
-            expect(panel.locator('.jp-SurveyPanel-error[data-field="pos"]')).to_contain_text(
-                "nor as a LAMOST designation"
-            )
-            expect(pos).to_have_attribute("aria-invalid", "true")
-            assert not [u for u in sent[before:] if "/surveyhub/search" in u]
-            shots(page, "unknown-name")
+        # 1. a name of another catalog is refused at the field, before any request
+        pos = panel.locator('input[name="pos"]')
+        set_field(pos, "NGC 1234")
+        before = len(sent)
+        panel.locator(".jp-SurveyPanel-search").click()
+        expect(panel.locator('.jp-SurveyPanel-error[data-field="pos"]')).to_contain_text(
+            "nor as a LAMOST designation"
+        )
+        expect(pos).to_have_attribute("aria-invalid", "true")
+        assert not [u for u in sent[before:] if "/surveyhub/search" in u]
+        shots(page, "unknown-name")
 
-            # 2. a LAMOST designation (without "LAMOST") finds its catalog row
-            set_field(pos, named["designation"].removeprefix("LAMOST "))
-            set_field(panel.locator('input[name="radius"]'), "2")
-            panel.locator('select[name="radius_unit"]').select_option("arcsec")
-            panel.locator(".jp-SurveyPanel-search").click()
-            expect(grid_rows.first).to_have_attribute("data-obsid", str(named["obsid"]))
-            expect(panel.locator('.jp-SurveyPanel-hint[data-field="pos"]')).to_contain_text(
-                f"(obsid {named['obsid']})"
-            )
-            shots(page, "designation-search")
+        # 2. a LAMOST designation (without "LAMOST") finds its catalog row
+        set_field(pos, named["designation"].removeprefix("LAMOST "))
+        set_field(panel.locator('input[name="radius"]'), "2")
+        panel.locator('select[name="radius_unit"]').select_option("arcsec")
+        panel.locator(".jp-SurveyPanel-search").click()
+        expect(grid_rows.first).to_have_attribute("data-obsid", str(named["obsid"]))
+        expect(panel.locator('.jp-SurveyPanel-hint[data-field="pos"]')).to_contain_text(
+            f"(obsid {named['obsid']})"
+        )
+        shots(page, "designation-search")
 
-            # 3. the ADQL tab: a bad query is flagged at the field, a worked example fills the grid
-            panel.locator('.jp-SurveyPanel-tab[data-tab="adql"]').click()
-            examples = panel.locator('select[name="adql_example"] option')
-            expect(examples).to_have_count(6)  # the prompt and five examples for DEMO v2
-            text = panel.locator('textarea[name="adql"]')
-            set_field(text, "SELECT TOP 3 FRM demo_v2.lrs")
-            panel.locator(".jp-SurveyPanel-runAdql").click()
-            expect(panel.locator('.jp-SurveyPanel-error[data-field="adql"]')).to_contain_text("syntax error")
-            expect(text).to_have_attribute("aria-invalid", "true")
-            shots(page, "adql-error")
-            panel.locator('select[name="adql_example"]').select_option("top-snr")
-            example = re.compile(r"SELECT TOP 20 obsid.*demo_v2\.lrs.*ORDER BY snrg DESC", re.S)
-            expect(text).to_have_value(example)
-            panel.locator(".jp-SurveyPanel-runAdql").click()
-            expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", "20")
-            expect(grid_rows).to_have_count(20)
-            assert [int(grid_rows.nth(i).get_attribute("data-obsid")) for i in range(20)] == top_obsids
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#surveyhub-panel img.jp-SurveyPanel-thumb')]"
-                ".some(i => i.complete && i.naturalWidth > 0)"
-            )
-            shots(page, "adql-example")
+        # 3. the ADQL tab: a bad query is flagged at the field, a worked example fills the grid
+        panel.locator('.jp-SurveyPanel-tab[data-tab="adql"]').click()
+        examples = panel.locator('select[name="adql_example"] option')
+        expect(examples).to_have_count(6)  # the prompt and five examples for DEMO v2
+        text = panel.locator('textarea[name="adql"]')
+        set_field(text, "SELECT TOP 3 FRM demo_v2.lrs")
+        panel.locator(".jp-SurveyPanel-runAdql").click()
+        expect(panel.locator('.jp-SurveyPanel-error[data-field="adql"]')).to_contain_text("syntax error")
+        expect(text).to_have_attribute("aria-invalid", "true")
+        shots(page, "adql-error")
+        panel.locator('select[name="adql_example"]').select_option("top-snr")
+        example = re.compile(r"SELECT TOP 20 obsid.*demo_v2\.lrs.*ORDER BY snrg DESC", re.S)
+        expect(text).to_have_value(example)
+        panel.locator(".jp-SurveyPanel-runAdql").click()
+        expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", "20")
+        expect(grid_rows).to_have_count(20)
+        assert [int(grid_rows.nth(i).get_attribute("data-obsid")) for i in range(20)] == top_obsids
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#surveyhub-panel img.jp-SurveyPanel-thumb')]"
+            ".some(i => i.complete && i.naturalWidth > 0)"
+        )
+        shots(page, "adql-example")
 
-            # 4. the upload tab: a file without usable columns is flagged; a list is matched row by row
-            panel.locator('.jp-SurveyPanel-tab[data-tab="upload"]').click()
-            bad = tmp_path / "bad.csv"
-            bad.write_text("target,x,y\na,1,2\n")
-            panel.locator('input[name="upload_file"]').set_input_files(str(bad))
-            expect(panel.locator('.jp-SurveyPanel-error[data-field="upload_file"]')).to_contain_text(
-                "line 1: no usable columns"
-            )
-            shots(page, "upload-bad-file")
-            good = tmp_path / "targets.csv"
-            lines = ["name,ra,dec"]
-            lines += [f"star-{i},{r['ra']},{r['dec'] + 1 / 3600}" for i, r in enumerate(rows[1:])]
-            lines.append("nowhere,180.0,-45.0")
-            good.write_text("\n".join(lines) + "\n")
-            panel.locator('input[name="upload_file"]').set_input_files(str(good))
-            expect(panel.locator(".jp-SurveyPanel-uploadInfo")).to_contain_text("targets.csv: 4 rows")
-            expect(panel.locator('.jp-SurveyPanel-error[data-field="upload_file"]')).to_be_empty()
-            set_field(panel.locator('input[name="upload_radius"]'), "3")
-            panel.locator(".jp-SurveyPanel-runUpload").click()
-            expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", "3")
-            expect(grid_rows).to_have_count(3)
-            shown = {grid_rows.nth(i).locator("td").nth(2).inner_text(): grid_rows.nth(i) for i in range(3)}
-            assert set(shown) == {"star-0", "star-1", "star-2"}
-            for i, r in enumerate(rows[1:]):
-                assert shown[f"star-{i}"].get_attribute("data-obsid") == str(r["obsid"])
-            expect(panel.locator(".jp-SurveyPanel-unmatched")).to_contain_text("nowhere (line 5)")
-            shots(page, "upload-matched")
-        finally:
-            browser.close()
+        # 4. the upload tab: a file without usable columns is flagged; a list is matched row by row
+        panel.locator('.jp-SurveyPanel-tab[data-tab="upload"]').click()
+        bad = tmp_path / "bad.csv"
+        bad.write_text("target,x,y\na,1,2\n")
+        panel.locator('input[name="upload_file"]').set_input_files(str(bad))
+        expect(panel.locator('.jp-SurveyPanel-error[data-field="upload_file"]')).to_contain_text(
+            "line 1: no usable columns"
+        )
+        shots(page, "upload-bad-file")
+        good = tmp_path / "targets.csv"
+        lines = ["name,ra,dec"]
+        lines += [f"star-{i},{r['ra']},{r['dec'] + 1 / 3600}" for i, r in enumerate(rows[1:])]
+        lines.append("nowhere,180.0,-45.0")
+        good.write_text("\n".join(lines) + "\n")
+        panel.locator('input[name="upload_file"]').set_input_files(str(good))
+        expect(panel.locator(".jp-SurveyPanel-uploadInfo")).to_contain_text("targets.csv: 4 rows")
+        expect(panel.locator('.jp-SurveyPanel-error[data-field="upload_file"]')).to_be_empty()
+        set_field(panel.locator('input[name="upload_radius"]'), "3")
+        panel.locator(".jp-SurveyPanel-runUpload").click()
+        expect(panel.locator(".jp-SurveyPanel-total")).to_have_attribute("data-total", "3")
+        expect(grid_rows).to_have_count(3)
+        shown = {grid_rows.nth(i).locator("td").nth(2).inner_text(): grid_rows.nth(i) for i in range(3)}
+        assert set(shown) == {"star-0", "star-1", "star-2"}
+        for i, r in enumerate(rows[1:]):
+            assert shown[f"star-{i}"].get_attribute("data-obsid") == str(r["obsid"])
+        expect(panel.locator(".jp-SurveyPanel-unmatched")).to_contain_text("nowhere (line 5)")
+        shots(page, "upload-matched")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,14 +25,15 @@ import requests
 
 from surveyhub.hub.access import TEAM_PROPERTY
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
-from tests.support.platform import PASSWORD, Platform, reachable_dir, running_platform
+from tests.support.browser import CHROMIUM, chromium, hub_login
+from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
     pytest.mark.xdist_group("hub"),
     pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the hub to run as root"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "workbench"
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "apps" / "team-workbench.ipynb"
@@ -78,10 +78,8 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +129,7 @@ def open_app(platform: Platform, browser, name: str) -> object:
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(90_000)
-    page.goto(f"{platform.hub.url}hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/(user/|hub/home|hub/spawn).*"))
+    hub_login(page, platform.hub.url, name)
     page.goto(f"{platform.hub.url}user/{name}/voila/render/{path}")
     page.wait_for_selector(".wb-app", timeout=180_000)
     page.wait_for_selector(".wb-status .wb-message")

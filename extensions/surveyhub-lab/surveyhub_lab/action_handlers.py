@@ -142,12 +142,7 @@ class NotebookHandler(SurveyhubHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         try:
-            try:
-                body = json.loads(self.request.body or b"null")
-            except ValueError:
-                raise Refused(400, "request_invalid", "the body is not JSON") from None
-            if not isinstance(body, dict):
-                raise Refused(400, "request_invalid", "the body must be a JSON object")
+            body = self.json_body(must_be_object="the body must be a JSON object")
             release, version = _release_version(body.get("release"), body.get("version"))
             search = _search_params(body.get("search"))
             folder = check_folder(body.get("folder")) if body.get("folder") is not None else None

@@ -41,6 +41,17 @@ class SurveyhubHandler(APIHandler):
         """Answer a refusal as JSON that names the problem."""
         self.send(refusal.to_json(), refusal.status)
 
+    def json_body(self, must_be_object: str | None = None) -> Any:
+        """The request's JSON body; Refused (400) when it is not JSON, or, with ``must_be_object`` (the
+        sentence to say), when it is not a JSON object."""
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise Refused(400, "request_invalid", "the body is not JSON") from None
+        if must_be_object is not None and not isinstance(body, dict):
+            raise Refused(400, "request_invalid", must_be_object)
+        return body
+
     def archive(self) -> Any:
         """The archive client; Refused (503) outside the platform."""
         if not self.lab.archive.configured:
@@ -164,10 +175,7 @@ class ImportsHandler(SurveyhubHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         try:
-            try:
-                body = json.loads(self.request.body or b"null")
-            except ValueError:
-                raise Refused(400, "request_invalid", "the body is not JSON") from None
+            body = self.json_body()
             self.archive()
             job = await self.lab.imports.create(body)
         except Refused as refusal:

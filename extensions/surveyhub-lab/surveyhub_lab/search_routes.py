@@ -10,9 +10,9 @@ row within a radius for each input row). Answers that hold rows have the shape o
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,6 +45,18 @@ def _refusal(exc: ArchiveError) -> Refused:
 class _RowsHandler(SurveyhubHandler):
     """Shared ground of the routes below: release and version arguments, refusals."""
 
+    async def answer(self, work: Awaitable[Any]) -> None:
+        """Send what ``work`` answers, or the refusal it raises (the archive's own, translated)."""
+        try:
+            result = await work
+        except Refused as refusal:
+            self.refuse(refusal)
+            return
+        except ArchiveError as exc:
+            self.refuse(_refusal(exc))
+            return
+        self.send(result)
+
     def version_args(self, required: bool = True) -> tuple[str, str]:
         release = self.get_query_argument("release", "")
         version = self.get_query_argument("version", "")
@@ -61,21 +73,14 @@ class ResolveHandler(_RowsHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        try:
-            release, version = self.version_args()
-            catalog = self.get_query_argument("catalog", "lrs")
-            if not _valid(catalog):
-                raise Refused(400, "request_invalid", f"catalog: {catalog!r} is not a catalog name")
-            where = await resolve(
-                self.archive(), release, version, catalog, self.get_query_argument("pos", "")
-            )
-        except Refused as refusal:
-            self.refuse(refusal)
-            return
-        except ArchiveError as exc:
-            self.refuse(_refusal(exc))
-            return
-        self.send(where)
+        await self.answer(self.resolved())
+
+    async def resolved(self) -> dict[str, Any]:
+        release, version = self.version_args()
+        catalog = self.get_query_argument("catalog", "lrs")
+        if not _valid(catalog):
+            raise Refused(400, "request_invalid", f"catalog: {catalog!r} is not a catalog name")
+        return await resolve(self.archive(), release, version, catalog, self.get_query_argument("pos", ""))
 
 
 class AdqlExamplesHandler(_RowsHandler):
@@ -83,30 +88,28 @@ class AdqlExamplesHandler(_RowsHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        try:
-            release, version = self.version_args()
-            archive = self.archive()
-            _, versions = await archive.readable_versions()
-            readable = versions.get(f"{release}/{version}")
-            if readable is None:
-                raise Refused(404, "version_not_readable", f"no release version {release} {version}")
-            catalogs = list((readable.info.get("catalogs") or {}).keys())
-            centre = None
-            if "lrs" in catalogs:
-                first = await archive.get_json(
-                    f"api/{release}/{version}/search", {"columns": "ra,dec", "limit": "1", "count": "false"}
-                )
-                if first.get("rows"):
-                    centre = (float(first["rows"][0][0]), float(first["rows"][0][1]))
-        except Refused as refusal:
-            self.refuse(refusal)
-            return
-        except ArchiveError as exc:
-            self.refuse(_refusal(exc))
-            return
-        self.send(
-            {"release": release, "version": version, "examples": examples(release, version, catalogs, centre)}
-        )
+        await self.answer(self.listed())
+
+    async def listed(self) -> dict[str, Any]:
+        release, version = self.version_args()
+        archive = self.archive()
+        _, versions = await archive.readable_versions()
+        readable = versions.get(f"{release}/{version}")
+        if readable is None:
+            raise Refused(404, "version_not_readable", f"no release version {release} {version}")
+        catalogs = list((readable.info.get("catalogs") or {}).keys())
+        centre = None
+        if "lrs" in catalogs:
+            first = await archive.get_json(
+                f"api/{release}/{version}/search", {"columns": "ra,dec", "limit": "1", "count": "false"}
+            )
+            if first.get("rows"):
+                centre = (float(first["rows"][0][0]), float(first["rows"][0][1]))
+        return {
+            "release": release,
+            "version": version,
+            "examples": examples(release, version, catalogs, centre),
+        }
 
 
 def tap_error_text(body: bytes) -> str:
@@ -131,21 +134,10 @@ class AdqlHandler(_RowsHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        try:
-            try:
-                body = json.loads(self.request.body or b"null")
-            except ValueError:
-                raise Refused(400, "request_invalid", "the body is not JSON") from None
-            if not isinstance(body, dict):
-                raise Refused(400, "request_invalid", 'the body must be {"query": "SELECT ..."}')
-            result = await self.run(body)
-        except Refused as refusal:
-            self.refuse(refusal)
-            return
-        except ArchiveError as exc:
-            self.refuse(_refusal(exc))
-            return
-        self.send(result)
+        await self.answer(self.run_body())
+
+    async def run_body(self) -> dict[str, Any]:
+        return await self.run(self.json_body(must_be_object='the body must be {"query": "SELECT ..."}'))
 
     async def run(self, body: dict[str, Any]) -> dict[str, Any]:
         query = body.get("query")
@@ -207,15 +199,7 @@ class UploadHandler(_RowsHandler):
 
     @tornado.web.authenticated
     async def post(self) -> None:
-        try:
-            result = await self.match()
-        except Refused as refusal:
-            self.refuse(refusal)
-            return
-        except ArchiveError as exc:
-            self.refuse(_refusal(exc))
-            return
-        self.send(result)
+        await self.answer(self.match())
 
     async def match(self) -> dict[str, Any]:
         from surveyhub.archive.search import SearchError, parse_radius
