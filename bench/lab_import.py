@@ -14,6 +14,10 @@ under its final name only once verified, saves its state, and writes the manifes
 copy's time over the import's (1.0: as fast; the target is at least 0.8), end to end and for the copying
 phase alone. Runs alternate (plain, import, plain, import, ...) so drift on a shared machine hits both.
 
+Into ``file://`` the plain copy is ``shutil.copyfile``, which Linux does in the kernel (``sendfile``): the
+bytes never reach Python and nothing checks them. To show how much of the gap any verified copy must pay,
+the bench also times a bare verified loop (read, sha256, write, read back) beside it.
+
 Environment: ``BENCH_LAB_SPECTRA`` (1000), ``BENCH_LAB_REPEATS`` (5), ``BENCH_DIR`` (a temp dir, removed
 at the end unless given).
 """
@@ -21,6 +25,7 @@ at the end unless given).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -84,6 +89,9 @@ async def _import(
         spaces=Spaces(space_url, {}, options),
         store_url=store,
     )
+    # The server reads its earlier imports once, when the panel first lists them (the Imports tab does
+    # on opening), not on each click: a fresh engine per run would charge that to every import.
+    await manager.load()
     start = time.perf_counter()
     job = await manager.create(
         {"release": RELEASE, "version": VERSION, "obsids": obsids, "destination": {"folder": run}}
@@ -95,6 +103,26 @@ async def _import(
     copying = (job.run_ended or 0.0) - job.run_started
     await manager.shutdown()
     return total, copying
+
+
+def _verified_floor(sources: list[str], folder: Path) -> float:
+    """Seconds for the least any verified copy does, with nothing else: per file, in one thread, read it,
+    sha256 it, write it under its name, read it back and compare. No plan, no archive, no atomic naming,
+    no state or manifest: what the import's copying could cost at best, beside the plain copy."""
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    for source in sources:
+        with open(source, "rb") as fh:
+            data = fh.read()
+        hashlib.sha256(data).hexdigest()
+        target = folder / Path(source).name
+        with open(target, "w+b") as out:
+            out.write(data)
+            out.flush()
+            out.seek(0)
+            if out.read() != data:
+                raise OSError(f"{target}: reads back different bytes")
+    return time.perf_counter() - start
 
 
 def _check(space_url: str, options: dict[str, Any], run: str, n: int) -> None:
@@ -135,9 +163,11 @@ def main() -> None:
             # one import first, untimed: the archive derives its serving copies on the first search
             asyncio.run(_import(archive_url, store, *spaces["file"], obsids[:10], "warm-up"))
             for kind, (url, options) in spaces.items():
-                got = figures.setdefault(kind, {"plain": [], "import": [], "copying": []})
+                got = figures.setdefault(kind, {"plain": [], "import": [], "copying": [], "floor": []})
                 for r in range(repeats):
                     got["plain"].append(_plain_copy(kind, sources, url, options, f"plain-{r}"))
+                    if kind == "file":
+                        got["floor"].append(_verified_floor(sources, work / "cloud" / f"floor-{r}"))
                     total, copying = asyncio.run(
                         _import(archive_url, store, url, options, obsids, f"import-{r}")
                     )
@@ -155,8 +185,10 @@ def main() -> None:
         f"{'':10}{'plain s':>9}{'import s':>10}{'copying s':>11}{'plain MB/s':>12}{'import MB/s':>13}"
         f"{'ratio':>7}{'ratio copying':>15}"
     )
+    floor: list[float] = []
     for kind, got in figures.items():
         plain, total, copying = (statistics.median(got[k]) for k in ("plain", "import", "copying"))
+        floor = got["floor"] or floor
         # each import against the plain copy run just before it, so load on a shared machine cancels out
         ratio = statistics.median(p / t for p, t in zip(got["plain"], got["import"], strict=True))
         ratio_copying = statistics.median(p / c for p, c in zip(got["plain"], got["copying"], strict=True))
@@ -168,6 +200,14 @@ def main() -> None:
         "ratio: plain copy time / import time, median over runs side by side (end to end; copying phase "
         "alone); target at least 0.8"
     )
+    if floor:
+        plain_file = figures["file"]["plain"]
+        ratio_floor = statistics.median(p / f for p, f in zip(plain_file, floor, strict=True))
+        print(
+            f"verified floor (file://: read, sha256, write, read back; one thread, nothing else): "
+            f"{statistics.median(floor):.2f} s, ratio {ratio_floor:.2f}: the best any verified copy reaches "
+            "against an unverified in-kernel copy here"
+        )
 
 
 if __name__ == "__main__":

@@ -336,6 +336,18 @@ def test_gateway_extra_config_configures_real_kube_clusters(gateway_values: dict
         exec(compile(snippet, f"gateway.extraConfig.{key}", "exec"), {"c": c})  # noqa: S102 - as the chart
 
     config = KubeClusterConfig(config=c)
+    # The gateway runs the hub's image, whose surveyhub gives it the per-user limits of surveyhub.toml.
+    assert gateway_values["gateway"]["image"] == {"name": "surveyhub/hub", "tag": __version__}
+    from traitlets.utils.importstring import import_item
+
+    from surveyhub.gateway.limits import KubeUserLimits
+
+    assert import_item(c.DaskGateway.backend_class) is KubeUserLimits
+    limits = KubeUserLimits(config=c)
+    assert limits.max_clusters == settings.gateway.user_max_clusters
+    assert limits.max_workers == settings.gateway.user_max_workers
+    assert limits.max_cores == settings.gateway.user_max_cores
+    assert limits.max_memory == settings.gateway.memory_bytes("user_max_memory")
     assert config.scheduler_cmd == ["dask", "scheduler"]
     assert config.worker_cmd == ["dask", "worker"]
     assert config.cluster_max_workers == settings.gateway.max_workers

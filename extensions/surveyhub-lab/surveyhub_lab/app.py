@@ -65,6 +65,11 @@ class SurveyhubLab(ExtensionApp):
         help="Where pointers to the user's imports are kept (default: <cloud_url>.surveyhub/imports/)."
     ).tag(config=True)
     concurrency = Int(8, help="Files copied at once by all imports of this server together.").tag(config=True)
+    local_concurrency = Int(
+        2,
+        help="Files one import copies at once when store and destination are both local disk (at most "
+        "`concurrency`): local copies are CPU work, so more workers than cores only contend.",
+    ).tag(config=True)
     quota_bytes = Int(
         0,
         help="Most bytes a destination space may hold after an import (0: no quota); checked before copying.",
@@ -126,6 +131,7 @@ class SurveyhubLab(ExtensionApp):
             store_options=self.store_storage_options,
             index_url=self.index_url or None,
             concurrency=self.concurrency,
+            local_concurrency=self.local_concurrency,
             quota_bytes=self.quota_bytes,
             rate_limit=self.rate_limit,
             max_obsids=self.max_obsids,

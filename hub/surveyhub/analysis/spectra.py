@@ -48,7 +48,9 @@ class GridSpectrum(NamedTuple):
 
 
 def grid_array(frame: pd.DataFrame, column: str, dtype: Any = np.float64) -> np.ndarray:
-    """A list column of a partition as one ``(rows, 3909)`` array, checking every row is on the grid."""
+    """A list column of a partition as one ``(rows, 3909)`` array, checking every row is on the grid.
+
+    ``dtype=None`` keeps the stored type (masks are only compared with zero: no conversion needed)."""
     values = pa.chunked_array(pa.array(frame[column].array)) if len(frame) else None
     if values is None or len(values) == 0:
         return np.zeros((0, LRS_NPIX), dtype=dtype)
@@ -57,7 +59,9 @@ def grid_array(frame: pd.DataFrame, column: str, dtype: Any = np.float64) -> np.
     if values.null_count or not np.all(lengths == LRS_NPIX):
         raise ValueError(f"column {column!r} holds arrays not on the {LRS_NPIX}-pixel LRS grid")
     flat = values.flatten().to_numpy(zero_copy_only=False)
-    return flat.astype(dtype, copy=False).reshape(len(frame), LRS_NPIX)
+    if dtype is not None:
+        flat = flat.astype(dtype, copy=False)
+    return flat.reshape(len(frame), LRS_NPIX)
 
 
 def good_pixels(frame: pd.DataFrame, ivar: np.ndarray, mask: str | None = "andmask") -> np.ndarray:
@@ -66,7 +70,7 @@ def good_pixels(frame: pd.DataFrame, ivar: np.ndarray, mask: str | None = "andma
     if mask is not None:
         if mask not in frame.columns:
             raise ValueError(f"no {mask!r} column in the spectra: add it to the query's arrays, or mask=None")
-        good &= grid_array(frame, mask, np.int64) == 0
+        good &= grid_array(frame, mask, None) == 0
     return good
 
 
@@ -92,7 +96,8 @@ def spectra_of(frame: pd.DataFrame, *, mask: str | None = "andmask") -> list[Gri
     flux = grid_array(frame, "flux")
     ivar = grid_array(frame, "ivar")
     good = good_pixels(frame, ivar, mask)
-    rows = frame.drop(columns=[c for c in _ARRAY_COLUMNS if c in frame.columns]).to_dict("records")
+    # The catalog columns by selection, not drop(): a drop copies the frame, arrays and all.
+    rows = frame[[c for c in frame.columns if c not in _ARRAY_COLUMNS]].to_dict("records")
     return [GridSpectrum(WAVELENGTH, flux[i], ivar[i], ~good[i], rows[i]) for i in range(len(frame))]
 
 
@@ -105,9 +110,9 @@ def iter_spectra(
 ) -> Iterator[GridSpectrum]:
     """The spectra of one partition, as :func:`spectra_of` gives them, converted ``block`` rows at a time.
 
-    A partition can hold 20,000 spectra: converted at once, their float64 arrays alone take 1.9 GB per
-    task, and allocating that much is slower than the conversion itself (fresh pages); a block of 256
-    stays small and is reused memory. The values are the same either way.
+    A partition can hold 5,000 spectra (``SPECTRA_PIXEL_THRESHOLD``): converted at once, their float64
+    arrays alone take 0.5 GB per task, and allocating that much is slower than the conversion itself
+    (fresh pages); a block of 256 stays small and is reused memory. The values are the same either way.
     """
     for start in range(0, len(frame), block):
         yield from spectra_of(frame.iloc[start : start + block], mask=mask)

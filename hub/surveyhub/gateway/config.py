@@ -8,10 +8,9 @@ Unix groups, so workers read exactly the release versions and team folders the u
 
 Users choose their workers' size from the notebook (``Gateway().cluster_options()``: ``worker_cores``,
 ``worker_memory`` in GiB, and a shorter ``idle_timeout``), within bounds from the settings, through
-dask-gateway's own ``Options``. What
-one user may hold at once, over all their clusters together (clusters, workers, cores, memory), is
-:class:`UserLimits`: dask-gateway 2026.3 limits each cluster (``ClusterConfig.cluster_max_*``) but not a
-user's clusters together, so the backend checks that itself where clusters are made and scaled.
+dask-gateway's own ``Options``. What one user may hold at once, over all their clusters together
+(clusters, workers, cores, memory), is :mod:`surveyhub.gateway.limits` (``UserLimits`` here,
+``KubeUserLimits`` on Kubernetes).
 """
 
 from __future__ import annotations
@@ -23,15 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dask_gateway_server.backends.base import PublicException
-from dask_gateway_server.backends.db_base import DBBackendBase
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Float, Integer, Options
-from dask_gateway_server.traitlets import MemoryLimit
-from dask_gateway_server.utils import format_bytes
-from traitlets import Float as FloatTrait
-from traitlets import Integer as IntegerTrait
 
+from surveyhub.gateway.limits import UserLimits
 from surveyhub.hub.accounts import Account, account_name
 from surveyhub.hub.settings import GatewaySettings, Settings
 
@@ -41,103 +35,6 @@ IDLE_TIMEOUT_MIN_S = 10
 
 #: The hub's account prefix reaches the gateway through the settings; the backend reads it from here.
 _ACCOUNT_PREFIX = {"value": "sh-"}
-
-
-class UserLimits(DBBackendBase):
-    """What one user may hold at once over all their clusters: clusters, workers, worker cores and memory.
-
-    Enforced where dask-gateway decides: a new cluster beyond ``max_clusters`` is refused with a message
-    naming the limit and how to stop a cluster; a cluster's worker ceiling (``cluster_max_workers``, which
-    dask-gateway's scale and adapt routes and its heartbeats apply) is lowered to what the user's other
-    clusters leave, so ``cluster.scale(n)`` beyond it scales to the ceiling and warns. Usage counts each
-    cluster's requested workers (or its live ones, if more), which is what the backend will run.
-    Configured as ``c.UserLimits.<trait>``; ``None`` is no limit.
-    """
-
-    max_clusters = IntegerTrait(None, allow_none=True, min=1, config=True, help="Active clusters per user.")
-    max_workers = IntegerTrait(None, allow_none=True, min=1, config=True, help="Workers per user.")
-    max_cores = FloatTrait(None, allow_none=True, min=0.0, config=True, help="Worker cores per user.")
-    max_memory = MemoryLimit(None, allow_none=True, min=0, config=True, help="Worker memory per user.")
-
-    def _usage(self, username: str, *, besides: str = "") -> tuple[int, float, int]:
-        """Workers, cores and bytes that ``username``'s active clusters (but ``besides``) hold or ask for."""
-        workers, cores, memory = 0, 0.0, 0
-        for cluster in self.db.list_clusters(username=username):
-            if cluster.name == besides:
-                continue
-            n = max(cluster.count, len(cluster.active_workers()))
-            workers += n
-            cores += n * cluster.config["worker_cores"]
-            memory += n * cluster.config["worker_memory"]
-        return workers, cores, memory
-
-    def worker_ceiling(self, cluster: Any) -> int | None:
-        """The most workers ``cluster`` (a database record) may have now, beside its owner's other ones."""
-        workers, cores, memory = self._usage(cluster.username, besides=cluster.name)
-        ceilings = [cluster.config.get("cluster_max_workers")]
-        if self.max_workers is not None:
-            ceilings.append(self.max_workers - workers)
-        if self.max_cores is not None:
-            ceilings.append(math.floor((self.max_cores - cores) / cluster.config["worker_cores"] + 1e-9))
-        if self.max_memory is not None:
-            ceilings.append((self.max_memory - memory) // cluster.config["worker_memory"])
-        known = [int(c) for c in ceilings if c is not None]
-        return max(0, min(known)) if known else None
-
-    def describe(self) -> str:
-        """The user limits in words, for messages."""
-        parts = []
-        if self.max_workers is not None:
-            parts.append(f"{self.max_workers} workers")
-        if self.max_cores is not None:
-            parts.append(f"{self.max_cores:g} worker cores")
-        if self.max_memory is not None:
-            parts.append(f"{format_bytes(self.max_memory)} of worker memory")
-        return ", ".join(parts) or "no worker limit"
-
-    async def start_cluster(self, user: Any, cluster_options: dict[str, Any]) -> str:
-        # DBBackendBase.start_cluster, with the check between the options and the record: nothing awaits
-        # between counting the user's clusters and adding the new one, so two requests cannot both pass.
-        options, config = await self.process_cluster_options(user, cluster_options)
-        active = self.db.list_clusters(username=user.name)
-        if self.max_clusters is not None and len(active) >= self.max_clusters:
-            names = ", ".join(sorted(c.name for c in active))
-            raise PublicException(
-                f"{user.name} already has {len(active)} Dask clusters ({names}); the limit is "
-                f"{self.max_clusters} per user. Stop one first: Gateway().list_clusters() lists them and "
-                "Gateway().stop_cluster(name) stops one."
-            )
-        cluster = self.db.create_cluster(user.name, options, config.to_dict())
-        self.log.info("Created cluster %s for user %s", cluster.name, user.name)
-        self.queue.put(cluster)
-        return cluster.name
-
-    async def get_cluster(self, cluster_name: str, wait: bool = False) -> Any:
-        # The scale and adapt routes read the worker ceiling from the model's config: give them the one
-        # the user's other clusters leave (a copy; the record keeps the cluster's own ceiling).
-        model = await super().get_cluster(cluster_name, wait=wait)
-        record = self.db.get_cluster(cluster_name)
-        if model is not None and record is not None:
-            model.config = {**model.config, "cluster_max_workers": self.worker_ceiling(record)}
-        return model
-
-    async def on_cluster_heartbeat(self, cluster_name: str, msg: dict[str, Any]) -> None:
-        # Heartbeats carry the scheduler's wanted worker count (adaptive scaling asks here, not through a
-        # route): the ceiling applies to it too, so clusters together never exceed the user's limits.
-        record = self.db.get_cluster(cluster_name)
-        if record is not None and record.is_active():
-            ceiling = self.worker_ceiling(record)
-            if ceiling is not None and msg["count"] > ceiling:
-                self.log.info(
-                    "Cluster %s of %s asks for %d workers; the user's limits (%s) leave %d",
-                    cluster_name,
-                    record.username,
-                    msg["count"],
-                    self.describe(),
-                    ceiling,
-                )
-                msg = {**msg, "count": ceiling}
-        await super().on_cluster_heartbeat(cluster_name, msg)
 
 
 class SandboxBackend(UserLimits, UnsafeLocalBackend):

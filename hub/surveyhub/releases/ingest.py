@@ -26,7 +26,13 @@ from astropy.io.registry import IORegistryError
 
 from surveyhub.releases.columns import LRS_COLUMNS, MRS_COLUMNS, SPECTRA_COLUMNS, STELLAR_COLUMNS, Column
 from surveyhub.releases.grid import LRS_COEFF0, LRS_COEFF1, LRS_NPIX, lrs_wavelength
-from surveyhub.releases.hats_io import dask_client, import_collection, published_schema
+from surveyhub.releases.hats_io import (
+    SPECTRA_PIXEL_THRESHOLD,
+    SPECTRA_ROW_GROUP_ROWS,
+    dask_client,
+    import_collection,
+    published_schema,
+)
 from surveyhub.releases.layout import CATALOGS_DIR, FITS_DIR, SPECTRA_DIR, designations, fits_relpath
 from surveyhub.releases.manifest import CatalogInfo, Policy, ReleaseManifest
 from surveyhub.releases.publish import Publication
@@ -354,7 +360,8 @@ def publish_folder(
                     pub.staging / SPECTRA_DIR,
                     "spectra",
                     client=client,
-                    row_group_rows=256,
+                    pixel_threshold=SPECTRA_PIXEL_THRESHOLD,
+                    row_group_rows=SPECTRA_ROW_GROUP_ROWS,
                     margin_arcsec=None,
                 )
                 spectra_info = {

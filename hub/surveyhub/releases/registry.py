@@ -227,20 +227,18 @@ class ReleaseVersion:
 
     def open_catalog(self, name: str, **kwargs: Any) -> Any:
         """Open catalog ``name`` lazily as an ``lsdb`` catalog (with its margin cache and index)."""
-        import lsdb
+        from surveyhub.releases.lsdb_open import open_catalog
 
-        return lsdb.open_catalog(self.store.upath(self.catalog_url(name)), **kwargs)
+        return open_catalog(self.store.upath(self.catalog_url(name)), **kwargs)
 
     def open_spectra(self, **kwargs: Any) -> Any:
         """Open the columnar spectra store lazily as an ``lsdb`` catalog (arrays on the common grid)."""
-        import lsdb
+        from surveyhub.releases.lsdb_open import open_catalog
 
         spectra = self.manifest.spectra
         if not spectra:
             raise KeyError(f"{self.key} has no columnar spectra store")
-        return lsdb.open_catalog(
-            self.url(spectra["path"]), storage_options=self.store.storage_options, **kwargs
-        )
+        return open_catalog(self.url(spectra["path"]), storage_options=self.store.storage_options, **kwargs)
 
     def _index_table(self, name: str, obsids: Sequence[int]) -> Any:
         info = self.manifest.catalogs[name]

@@ -33,7 +33,14 @@ from surveyhub.releases.columns import (
     Column,
 )
 from surveyhub.releases.grid import LRS_COEFF0, LRS_COEFF1, LRS_NPIX
-from surveyhub.releases.hats_io import LevelReader, dask_client, import_collection, published_schema
+from surveyhub.releases.hats_io import (
+    SPECTRA_PIXEL_THRESHOLD,
+    SPECTRA_ROW_GROUP_ROWS,
+    LevelReader,
+    dask_client,
+    import_collection,
+    published_schema,
+)
 from surveyhub.releases.ingest import LAMOST_ACKNOWLEDGEMENT
 from surveyhub.releases.layout import CATALOGS_DIR, FITS_DIR, SPECTRA_DIR
 from surveyhub.releases.manifest import CatalogInfo, Policy, ReleaseManifest
@@ -64,7 +71,6 @@ _CATALOG_TEXT = {
 }
 #: Rows per partition when importing: catalogs of this size keep a cone to a few small files.
 CATALOG_PIXEL_THRESHOLD = 300_000
-SPECTRA_PIXEL_THRESHOLD = 20_000
 
 
 @dataclass
@@ -289,7 +295,7 @@ def build_mock_release(
                         client=client,
                         file_reader=LevelReader(level, chunksize=2_000),
                         pixel_threshold=SPECTRA_PIXEL_THRESHOLD,
-                        row_group_rows=256,
+                        row_group_rows=SPECTRA_ROW_GROUP_ROWS,
                         margin_arcsec=None,
                         index_column="obsid",
                     )
