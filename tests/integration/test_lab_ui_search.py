@@ -15,6 +15,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -149,6 +150,19 @@ def test_search_by_name_adql_and_an_uploaded_list(
         )
         shots(page, "adql-example")
 
+        # 3b. a column header sorts the grid; ADQL rows are all in the browser and are sorted there
+        header = panel.locator('th.jp-SurveyPanel-sortable[data-column="obsid"]')
+        before = len(sent)
+        header.click()
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        assert [int(grid_rows.nth(i).get_attribute("data-obsid")) for i in range(20)] == sorted(top_obsids)
+        header.click()
+        expect(header).to_have_attribute("aria-sort", "descending")
+        descending = sorted(top_obsids, reverse=True)
+        assert [int(grid_rows.nth(i).get_attribute("data-obsid")) for i in range(20)] == descending
+        assert not [u for u in sent[before:] if "/surveyhub/search" in u or "/surveyhub/adql" in u]
+        shots(page, "adql-sorted")
+
         # 4. the upload tab: a file without usable columns is flagged; a list is matched row by row
         panel.locator('.jp-SurveyPanel-tab[data-tab="upload"]').click()
         bad = tmp_path / "bad.csv"
@@ -176,3 +190,25 @@ def test_search_by_name_adql_and_an_uploaded_list(
             assert shown[f"star-{i}"].get_attribute("data-obsid") == str(r["obsid"])
         expect(panel.locator(".jp-SurveyPanel-unmatched")).to_contain_text("nowhere (line 5)")
         shots(page, "upload-matched")
+
+        # 5. a search's order is the archive's, over every matching row: the header asks it again
+        panel.locator('.jp-SurveyPanel-tab[data-tab="search"]').click()
+        set_field(pos, "")
+        panel.locator('select[name="class"]').select_option("STAR")
+        panel.locator(".jp-SurveyPanel-search").click()
+        expect(grid_rows.first).to_be_visible()
+        for order, sort in (("ascending", "obsid"), ("descending", "-obsid")):
+            before = len(sent)
+            panel.locator('th.jp-SurveyPanel-sortable[data-column="obsid"]').click()
+            expect(panel.locator('th[data-column="obsid"]')).to_have_attribute("aria-sort", order)
+            asked = [u for u in sent[before:] if "/surveyhub/search" in u]
+            assert len(asked) == 1, asked
+            params = {k: v[0] for k, v in parse_qs(urlsplit(asked[0]).query).items()}
+            assert (params.pop("release"), params.pop("version")) == ("DEMO", VERSION)
+            assert params["sort"] == sort
+            assert params["offset"] == "0"
+            expected = [str(r["obsid"]) for r in catalog_rows(alice, **params)]
+            assert len(expected) > 1
+            expect(grid_rows).to_have_count(len(expected))
+            assert [grid_rows.nth(i).get_attribute("data-obsid") for i in range(len(expected))] == expected
+        shots(page, "search-sorted")

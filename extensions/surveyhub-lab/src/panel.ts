@@ -8,7 +8,13 @@ import { HistoryView, IHistoryHost } from './history';
 import { IImportsHost, ImportsView, openImportFolder } from './importsTab';
 import { AdqlTab } from './adql';
 import { NameHint } from './resolve';
-import { ISearchHost, pageOf, SearchTabs } from './searchTabs';
+import {
+  ISearchHost,
+  pageOf,
+  SearchTabs,
+  sortRows,
+  sortSpec
+} from './searchTabs';
 import { UploadTab } from './upload';
 import { parsePixels, parseSpectrumCSV, spectrumPlot } from './plot';
 import {
@@ -82,6 +88,8 @@ export class SurveyPanel
   private searchTabs: SearchTabs | null = null;
   /** All rows of an ADQL query or an upload, paged in the browser (null: pages come from the search). */
   private localRows: ISearchResult | null = null;
+  /** How ``localRows`` are ordered (a search's order is its ``sort`` parameter). */
+  private localSort: { column: string; asc: boolean } | null = null;
   private releases: IRelease[] = [];
   private destinations: IDestination[] = [];
   private params: Record<string, string> | null = null;
@@ -538,6 +546,7 @@ export class SurveyPanel
     this.searchSeq++;
     this.params = null;
     this.localRows = result;
+    this.localSort = null;
     this.offset = 0;
     this.selected.clear();
     this.clearPreview();
@@ -679,6 +688,7 @@ export class SurveyPanel
       size
     );
 
+    const sort = this.currentSort();
     const obsidIndex = res.columns.findIndex(c => c.name === 'obsid');
     const zIndex = res.columns.findIndex(c => c.name === 'z');
     const pageIds =
@@ -705,17 +715,30 @@ export class SurveyPanel
       {},
       h('th', {}, all),
       h('th', {}, ''),
-      ...res.columns.map(c =>
-        h(
+      ...res.columns.map(c => {
+        const order = sort?.column === c.name ? sort : null;
+        return h(
           'th',
           {
-            title: [c.description, c.unit ? `[${c.unit}]` : '']
+            class: 'jp-SurveyPanel-sortable',
+            'data-column': c.name,
+            'aria-sort': order
+              ? order.asc
+                ? 'ascending'
+                : 'descending'
+              : 'none',
+            title: [
+              c.description,
+              c.unit ? `[${c.unit}]` : '',
+              `(click to sort${order?.asc ? ', descending' : ''})`
+            ]
               .filter(Boolean)
-              .join(' ')
+              .join(' '),
+            onclick: () => this.sortBy(c.name)
           },
-          c.name
-        )
-      )
+          c.name + (order ? (order.asc ? ' ▲' : ' ▼') : '')
+        );
+      })
     );
     const body = res.rows.map((row, i) => {
       const obsid = pageIds[i];
@@ -790,6 +813,42 @@ export class SurveyPanel
     }
     this.renderSelection();
     this.actions.update();
+  }
+
+  /** The order the grid shows: the search's first ``sort`` key, or how the local rows were sorted. */
+  private currentSort(): { column: string; asc: boolean } | null {
+    return this.params ? sortSpec(this.params.sort) : this.localSort;
+  }
+
+  /**
+   * Order the results by ``column`` (ascending, or descending when it is already ascending). A search
+   * asks the archive again from its first page, so the order covers every matching row, not only the
+   * page; ADQL and upload rows are all in the browser and are sorted here. The selection is kept.
+   */
+  private sortBy(column: string): void {
+    const now = this.currentSort();
+    const asc = !(now?.column === column && now.asc);
+    this.offset = 0;
+    this.clearPreview();
+    if (this.params) {
+      this.params = { ...this.params, sort: (asc ? '' : '-') + column };
+      void this.fetchPage();
+      return;
+    }
+    if (!this.localRows) {
+      return;
+    }
+    const index = this.localRows.columns.findIndex(c => c.name === column);
+    if (index < 0) {
+      return;
+    }
+    this.localSort = { column, asc };
+    this.localRows = {
+      ...this.localRows,
+      rows: sortRows(this.localRows.rows, index, asc)
+    };
+    this.result = pageOf(this.localRows, 0, this.pageSize);
+    this.renderResults();
   }
 
   // ---- what the result actions and the history use ----

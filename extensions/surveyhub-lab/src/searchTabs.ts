@@ -129,3 +129,44 @@ export function pageOf(
 export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** The first key of an archive ``sort`` parameter (``-snrg,obsid``: snrg, descending), or null. */
+export function sortSpec(
+  sort: string | undefined
+): { column: string; asc: boolean } | null {
+  const first = (sort ?? '').split(',')[0].trim();
+  if (!first) {
+    return null;
+  }
+  return first.startsWith('-')
+    ? { column: first.slice(1), asc: false }
+    : { column: first, asc: true };
+}
+
+function isMissing(value: unknown): boolean {
+  return (
+    value === null ||
+    value === undefined ||
+    value === '' ||
+    (typeof value === 'number' && Number.isNaN(value))
+  );
+}
+
+/**
+ * Rows ordered by column ``index``: numbers as numbers, text in natural order (``J2`` before
+ * ``J10``), missing values last either way, ties in their earlier order (the sort is stable).
+ */
+export function sortRows(rows: any[][], index: number, asc: boolean): any[][] {
+  return [...rows].sort((a, b) => {
+    const x = a[index];
+    const y = b[index];
+    if (isMissing(x) || isMissing(y)) {
+      return Number(isMissing(x)) - Number(isMissing(y));
+    }
+    const order =
+      typeof x === 'number' && typeof y === 'number'
+        ? x - y
+        : String(x).localeCompare(String(y), undefined, { numeric: true });
+    return asc ? order : -order;
+  });
+}
