@@ -111,7 +111,7 @@ def iter_spectra(
     """The spectra of one partition, as :func:`spectra_of` gives them, converted ``block`` rows at a time.
 
     A partition can hold 5,000 spectra (``SPECTRA_PIXEL_THRESHOLD``): converted at once, their float64
-    arrays alone take 0.5 GB per task, and allocating that much is slower than the conversion itself
+    flux and ivar alone take 0.3 GB per task, and allocating that much is slower than the conversion itself
     (fresh pages); a block of 256 stays small and is reused memory. The values are the same either way.
     """
     for start in range(0, len(frame), block):

@@ -53,7 +53,7 @@ CATALOG_ROW_GROUP_ROWS = 8192
 #: Rows per row group in the spectra store (each row carries ~32 kB of arrays).
 SPECTRA_ROW_GROUP_ROWS = 256
 #: Most spectra per HEALPix partition of the spectra store. A partition is one Dask task of
-#: ``surveyhub.analysis``: 5,000 spectra are ~240 MB of float64 flux and ivar as a task converts them,
+#: ``surveyhub.analysis``: 5,000 spectra are ~240 MB of arrays as read and ~310 MB of float64 flux and ivar,
 #: so a 2 GiB worker holds one with room, and a version of 100,000 spectra makes ~40 tasks, enough to keep
 #: every worker busy to the end. (At the catalogs' 300,000-500,000, one partition would be 15-25 GB.)
 SPECTRA_PIXEL_THRESHOLD = 5_000
