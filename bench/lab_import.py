@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from surveyhub_lab.archive_client import ArchiveClient
 from surveyhub_lab.imports import ImportManager
 from surveyhub_lab.spaces import Spaces
 
+from bench.workdir import work_dir
 from surveyhub.releases.mock.release import build_mock_release
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
 from tests.support.archive import ALICE, archive_server
@@ -136,9 +136,7 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     n = int(os.environ.get("BENCH_LAB_SPECTRA", "1000"))
     repeats = int(os.environ.get("BENCH_LAB_REPEATS", "5"))
-    given = os.environ.get("BENCH_DIR")
-    work = Path(given or tempfile.mkdtemp(prefix="surveyhub-bench-lab-"))
-    try:
+    with work_dir("surveyhub-bench-lab-") as work:
         store = str(work / "store")
         start = time.perf_counter()
         if not (Path(store) / RELEASE / VERSION / "release.toml").exists():  # a given BENCH_DIR keeps it
@@ -174,9 +172,6 @@ def main() -> None:
                     _check(url, options, f"import-{r}", n)
                     got["import"].append(total)
                     got["copying"].append(copying)
-    finally:
-        if not given:
-            shutil.rmtree(work, ignore_errors=True)
 
     mb = size / 1e6
     print(f"\n== lab import: {n} spectra ({mb:.1f} MB) from {RELEASE}/{VERSION}, median of {repeats} ==")

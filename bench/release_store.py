@@ -11,15 +11,14 @@ Figures, each beside a baseline measured in the same run:
 4. A catalog-only mock of ``BENCH_CATALOG_ROWS`` rows (10 million by default; ``--fits-files 0``): time to
    generate and partition all versions, against writing the same LRS rows as one plain Parquet file.
 
-Environment: ``BENCH_SPECTRA`` (10000), ``BENCH_CATALOG_ROWS`` (10000000), ``BENCH_DIR`` (a temp dir).
+Environment: ``BENCH_SPECTRA`` (10000), ``BENCH_CATALOG_ROWS`` (10000000), ``BENCH_DIR`` (work folder, kept
+at the end when given).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 import pyarrow.dataset as pds
 from astropy.io import fits
 
+from bench.workdir import work_dir
 from surveyhub.releases.mock.release import build_mock_release
 from surveyhub.releases.mock.survey import lrs_rows, make_plates
 from surveyhub.releases.registry import ReleaseStore
@@ -128,15 +128,12 @@ def main() -> None:
     """Run the benchmark and print its figures (also saved to bench/results/release_store.json)."""
     n_spectra = int(os.environ.get("BENCH_SPECTRA", "10000"))
     rows = int(os.environ.get("BENCH_CATALOG_ROWS", "10000000"))
-    work = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="surveyhub-bench-"))
-    try:
+    with work_dir("surveyhub-bench-") as work:
         figures = bench_spectra(work, n_spectra)
         print(json.dumps(figures, indent=2), flush=True)
         if rows:
             figures |= bench_catalog(work, rows)
             print(json.dumps(figures, indent=2), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "release_store.json").write_text(json.dumps(figures, indent=2))

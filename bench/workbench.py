@@ -21,15 +21,14 @@ app's poll rate, 30), ``BENCH_DIR`` (work folder, removed at the end unless give
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.workdir import work_dir
 from surveyhub.apps.workbench import POLL_SECONDS
 from surveyhub.releases.mock.release import build_mock_release
 from tests.support.workbench import session_for, workbench_archive
@@ -96,9 +95,7 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     n = int(os.environ.get("BENCH_WORKBENCH_N", "300"))
     n_app = int(os.environ.get("BENCH_WORKBENCH_APP_N", "30"))
-    given = os.environ.get("BENCH_DIR")
-    work = Path(given or tempfile.mkdtemp(prefix="surveyhub-bench-workbench-"))
-    try:
+    with work_dir("surveyhub-bench-workbench-") as work:
         store = str(work / "store")
         if not (Path(store) / "DEMO" / "v1" / "release.toml").exists():
             build_mock_release(store, "DEMO", 600, fits_files=0, seed=3, log=lambda _: None)
@@ -142,9 +139,6 @@ def main() -> None:
             )
             flat = _visible_latency(url, list_id, [obsids[i % len(obsids)] for i in range(n)], 0.0, "flat")
             app = _visible_latency(url, list_id, obsids[:n_app], POLL_SECONDS, "app")
-    finally:
-        if not given:
-            shutil.rmtree(work, ignore_errors=True)
 
     base = statistics.median(baseline) * 1000
     print(f"workbench: verdict visible to a teammate (standalone archive, SQLite; n={n}, app n={n_app})")

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import requests
 
 from surveyhub.apps.registry import APPS, app_named
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
-from tests.support.browser import CHROMIUM, chromium, hub_login
+from tests.support.browser import CHROMIUM, hub_login, screenshots
 from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
@@ -41,14 +39,6 @@ RENDER_TIMEOUT = 120_000  # ms: a Voila kernel starting on a loaded 2-core machi
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():  # pragma: no cover - the Makefile installs it
     pytest.skip(f"{CHROMIUM} is missing (Debian package chromium)", allow_module_level=True)
-
-
-def distinct_colours(png: bytes) -> int:
-    """How many colours a screenshot has (a blank or failed page has a handful)."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    return len(image.getcolors(maxcolors=1 << 24) or [])
 
 
 def obsid_with_file(store: ReleaseStore, version: str) -> int:
@@ -96,24 +86,8 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def shots() -> Callable[[object, str], bytes]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    count = [0]
-
-    def shot(page, name: str) -> bytes:
-        count[0] += 1
-        png = page.screenshot(path=str(ARTIFACTS / f"{count[0]:02d}-{name}.png"), full_page=True)
-        assert distinct_colours(png) > 200, f"screenshot {name} looks blank"
-        return png
-
-    return shot
+def shots() -> Callable[[object, str], Path]:
+    return screenshots(ARTIFACTS, full_page=True, min_colours=200)
 
 
 def logged_in(browser, platform: Platform, name: str):

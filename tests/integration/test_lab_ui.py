@@ -18,7 +18,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 import requests
 
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
-from tests.support.browser import CHROMIUM, chromium, hub_login
+from tests.support.browser import CHROMIUM, hub_login, screenshots
 from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
@@ -149,32 +148,23 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
         for name in USERS:
             p.spawn(name)
         throttle_imports(p, "alice")
-        for name in USERS:  # no "get Jupyter news?" toast over the panel (as --LabApp.news_url=None)
-            answer = Server(p, name).put(
-                "lab/api/settings/@jupyterlab/apputils-extension:notification",
-                {"raw": json.dumps({"fetchNews": "false"})},
-            )
-            assert answer.status_code == 204, answer.text
+        for name in USERS:
+            no_news_toast(p, name)
         yield p
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
+def no_news_toast(platform: Platform, name: str) -> None:
+    """No "get Jupyter news?" toast over the panel in ``name``'s JupyterLab (as --LabApp.news_url=None)."""
+    answer = Server(platform, name).put(
+        "lab/api/settings/@jupyterlab/apputils-extension:notification",
+        {"raw": json.dumps({"fetchNews": "false"})},
+    )
+    assert answer.status_code == 204, answer.text
 
 
 @pytest.fixture(scope="module")
-def shots() -> Callable[[object, str], None]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    count = [0]
-
-    def shot(page, name: str) -> None:
-        count[0] += 1
-        page.screenshot(path=str(ARTIFACTS / f"{count[0]:02d}-{name}.png"))
-
-    return shot
+def shots() -> Callable[[object, str], Path]:
+    return screenshots(ARTIFACTS)
 
 
 def test_search_preview_and_import_from_the_panel(

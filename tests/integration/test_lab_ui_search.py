@@ -9,10 +9,8 @@ before any request. Every step leaves a screenshot in ``test-artifacts/lab-ui-se
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from surveyhub.releases.registry import ReleaseStore
-from tests.integration.test_lab_ui import Server, set_field, sync_api, widen_left_area
-from tests.support.browser import chromium, hub_login
+from tests.integration.test_lab_ui import Server, no_news_toast, set_field, sync_api, widen_left_area
+from tests.support.browser import chromium, hub_login, screenshots
 from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
@@ -39,25 +37,13 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
     with running_platform(base, platform_store.url.removeprefix("file://")) as p:
         p.add_user("alice", ["lamost-wg"])
         p.spawn("alice")
-        answer = Server(p, "alice").put(  # no "get Jupyter news?" toast over the panel
-            "lab/api/settings/@jupyterlab/apputils-extension:notification",
-            {"raw": json.dumps({"fetchNews": "false"})},
-        )
-        assert answer.status_code == 204, answer.text
+        no_news_toast(p, "alice")
         yield p
 
 
 @pytest.fixture(scope="module")
-def shots() -> Callable[[object, str], None]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    count = [0]
-
-    def shot(page, name: str) -> None:
-        count[0] += 1
-        page.screenshot(path=str(ARTIFACTS / f"{count[0]:02d}-{name}.png"))
-
-    return shot
+def shots() -> Callable[[object, str], Path]:
+    return screenshots(ARTIFACTS)
 
 
 def catalog_rows(alice: Server, **params: str) -> list[dict]:

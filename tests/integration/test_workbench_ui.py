@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import requests
 
 from surveyhub.hub.access import TEAM_PROPERTY
 from surveyhub.releases.registry import ReleaseStore, ReleaseVersion
-from tests.support.browser import CHROMIUM, chromium, hub_login
+from tests.support.browser import CHROMIUM, hub_login, screenshots
 from tests.support.platform import Platform, reachable_dir, running_platform
 
 pytestmark = [
@@ -77,35 +76,8 @@ def platform(platform_store: ReleaseStore) -> Iterator[Platform]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
 def shots() -> Callable[[object, str], Path]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    count = [0]
-
-    def shot(page, name: str) -> Path:
-        count[0] += 1
-        path = ARTIFACTS / f"{count[0]:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        assert_not_blank(path)
-        return path
-
-    return shot
-
-
-def assert_not_blank(path: Path) -> None:
-    """A screenshot with something drawn on it: many colours, not one flat page."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
-    assert colours is not None
-    assert len(colours) > 50, f"{path.name} looks blank ({len(colours)} colours)"
+    return screenshots(ARTIFACTS, full_page=True, min_colours=50)
 
 
 def app_path(platform: Platform, name: str) -> str:

@@ -236,16 +236,10 @@ class ShareHandler(SurveyhubHandler):
         if not _valid(team):
             self.refuse(Refused(400, "request_invalid", f"team: {team!r} is not a team name"))
             return
-        try:
-            response = await self.archive().post(f"api/history/{record_id}/share", {"team": team})
-        except Refused as refusal:
-            self.refuse(refusal)
-            return
-        except ArchiveError as exc:
-            self.refuse(Refused(exc.status, "archive_unavailable", exc.message))
-            return
-        self.set_status(response.status)
-        self.finish(response.body, set_content_type=response.content_type)
+        path = f"api/history/{record_id}/share"
+        response = await self.archive_response(lambda archive: archive.post(path, {"team": team}))
+        if response is not None:
+            self.pass_on(response)
 
 
 def action_routes(kwargs: dict[str, Any]) -> list[tuple[str, type, dict[str, Any]]]:

@@ -9,7 +9,7 @@ gives (its own errors too) are passed on as they came. The shapes are listed in 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
-from surveyhub_lab.archive_client import ArchiveError
+from surveyhub_lab.archive_client import ArchiveClient, ArchiveError
 from surveyhub_lab.errors import Refused
 from surveyhub_lab.names import resolve_search_params
 
@@ -58,21 +58,31 @@ class SurveyhubHandler(APIHandler):
             raise Refused(503, "not_configured", "no archive service is configured (SURVEYHUB_ARCHIVE_URL)")
         return self.lab.archive
 
-    async def proxy(self, path: str, params: list[tuple[str, str]] | Mapping[str, str] = ()) -> None:
-        """Pass an archive answer on: status, type and body as the archive gave them."""
+    async def archive_response(self, request: Callable[[ArchiveClient], Awaitable[Any]]) -> Any | None:
+        """The archive's answer to ``request(archive)``, whatever its status; None once the refusal is
+        sent (no archive configured, or no answer from it)."""
         try:
-            response = await self.archive().get(path, params)
+            return await request(self.archive())
         except Refused as refusal:
             self.refuse(refusal)
-            return
         except ArchiveError as exc:
             self.refuse(Refused(exc.status, "archive_unavailable", exc.message))
-            return
+        return None
+
+    def pass_on(self, response: Any, *, headers: bool = False) -> None:
+        """Answer what the archive answered: status, type and body (and, with ``headers``, its others)."""
         self.set_status(response.status)
-        for name, value in response.headers.items():
-            if name != "Content-Type":
-                self.set_header(name, value)
+        if headers:
+            for name, value in response.headers.items():
+                if name != "Content-Type":
+                    self.set_header(name, value)
         self.finish(response.body, set_content_type=response.content_type)
+
+    async def proxy(self, path: str, params: list[tuple[str, str]] | Mapping[str, str] = ()) -> None:
+        """Pass an archive answer on: status, headers, type and body as the archive gave them."""
+        response = await self.archive_response(lambda archive: archive.get(path, params))
+        if response is not None:
+            self.pass_on(response, headers=True)
 
     def with_path(self, progress: dict[str, Any]) -> dict[str, Any]:
         """An import's progress with ``path``: its folder in the file browser (None when not shown there)."""

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import tornado.web
 
-from surveyhub_lab.archive_client import ArchiveError
 from surveyhub_lab.errors import Refused
 from surveyhub_lab.handlers import _NAME, SurveyhubHandler
 
@@ -75,17 +74,12 @@ class PixelsHandler(SurveyhubHandler):
     async def get(self, release: str, version: str, obsid: str) -> None:
         from surveyhub.releases.spectrum import SpectrumReadError
 
-        try:
-            response = await self.archive().get(f"api/{release}/{version}/spectra/{obsid}/fits")
-        except Refused as refusal:
-            self.refuse(refusal)
-            return
-        except ArchiveError as exc:
-            self.refuse(Refused(exc.status, "archive_unavailable", exc.message))
+        path = f"api/{release}/{version}/spectra/{obsid}/fits"
+        response = await self.archive_response(lambda archive: archive.get(path))
+        if response is None:
             return
         if response.status != 200:  # the archive's own refusal (404 for unreadable versions), as it came
-            self.set_status(response.status)
-            self.finish(response.body, set_content_type=response.content_type)
+            self.pass_on(response)
             return
         try:
             pixels = await _in_thread(spectrum_pixels, response.body)
